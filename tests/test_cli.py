@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from toyds.checkpoint import save_checkpoint
+from toyds.cli import build_parser, main, parse_problem
+from toyds.arithmetic import Problem
+from toyds.model import GPT, make_config
+
+
+def test_parse_problem():
+    assert parse_problem("347+589") == Problem(347, "+", 589, 3)
+    assert parse_problem(" 902 - 45 =") == Problem(902, "-", 45, 3)
+    assert parse_problem("347*8") == Problem(347, "x", 8, 3)
+    for bad in ["347/8", "3a+1", "+5", "١٢+3"]:
+        with pytest.raises(ValueError, match="cannot read"):
+            parse_problem(bad)
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("train", "solve"):
+        assert cmd in out
+
+
+def test_solve_prints_thinking_answer_and_rewards(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m.pt", GPT(make_config("tiny")))
+    assert main(["solve", "12+9", "--model", str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "<bos>12+9=" in out and "truth 21" in out and "rewards: accuracy" in out
+
+
+def test_solve_reports_bad_input_clearly(tmp_path, capsys):
+    assert main(["solve", "12+9", "--model", str(tmp_path / "none.pt")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err

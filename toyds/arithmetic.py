@@ -1,0 +1,220 @@
+"""Arithmetic problems, worked traces a person can follow, and base-model corpora.
+
+Every toyds experiment runs on problems like `347+589`, because their answers can
+be checked exactly (the accuracy reward of DeepSeek-R1, section 2.2.2, needs a
+verifiable answer) and a tiny model can learn them on a CPU in a minute.
+
+A problem's difficulty is its number of digits d (1-4). `+` and `-` take two
+d-digit operands (subtraction keeps a >= b, so answers are never negative); `x`
+multiplies a d-digit number by one digit from 2 to 9, the "small operand".
+
+Each problem has a worked trace, done column by column from the right, the way it
+is taught at school; carries and borrows are written into the next column:
+
+    347+589   7+9=16;4+8+1=13;3+5+1=9;so 936     (the +1 is the carry)
+    347-189   17-9=8;14-1-8=5;3-1-1=1;so 158     (17 = borrowed ten, -1 = paid back)
+    347x8     7x8=56;4x8+5=37;3x8+3=27;so 2776   (+5 = carry of 56)
+
+A *base model* corpus mixes three kinds of completion after the prompt `347+589=`:
+
+    direct    <answer>936</answer><eos>
+    think     <think>7+9=16;...;so 936</think><answer>936</answer><eos>
+    untagged  7+9=16;4+8+1=13;3+5+1=9;so 936<eos>
+
+so a model pretrained on it sometimes thinks and sometimes does not, and never
+reliably uses the format: the starting point of R1-Zero (examples/03_r1_zero.py).
+
+Train and held-out problems never overlap: a problem is held out iff a stable hash
+of its text falls in a fixed 20% bucket, whatever seed or size a run asks for.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+
+OPS = ("+", "-", "x")
+MAX_DIGITS = 4
+HELDOUT_PERCENT = 20  # share of every (op, digits) cell that is held out, by hash
+
+
+@dataclass(frozen=True)
+class Problem:
+    a: int
+    op: str  # "+", "-" or "x"
+    b: int
+    digits: int  # the difficulty: digits of the first operand
+
+    @property
+    def answer(self) -> int:
+        # the truth, computed with Python integers (never by evaluating text)
+        return {"+": self.a + self.b, "-": self.a - self.b, "x": self.a * self.b}[self.op]
+
+    @property
+    def text(self) -> str:
+        return f"{self.a}{self.op}{self.b}"
+
+    def prompt(self) -> str:
+        return f"<bos>{self.text}="
+
+
+def is_heldout(p: Problem) -> bool:
+    """True for the ~20% of problems reserved for evaluation (stable across runs)."""
+    return zlib.crc32(p.text.encode()) % 100 < HELDOUT_PERCENT
+
+
+def _check_request(digits, ops) -> None:
+    for d in digits:
+        if not (isinstance(d, int) and 1 <= d <= MAX_DIGITS):
+            raise ValueError(f"digits must be integers in 1..{MAX_DIGITS}, got {d!r}")
+    for op in ops:
+        if op not in OPS:
+            raise ValueError(f"unknown operation {op!r}; valid operations are {OPS}")
+    if not digits or not ops:
+        raise ValueError(f"need at least one digit count and one operation, got {digits!r}, {ops!r}")
+
+
+def random_problem(rng: random.Random, digits: int, op: str) -> Problem:
+    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    a = rng.randint(lo, hi)
+    if op == "x":
+        b = rng.randint(2, 9)
+    else:
+        b = rng.randint(lo, hi)
+        if op == "-" and b > a:
+            a, b = b, a
+    return Problem(a, op, b, digits)
+
+
+def sample_problems(
+    n: int, digits=(1, 2, 3), ops=("+",), split: str = "train", seed: int = 0, unique: bool = False
+) -> list[Problem]:
+    """n problems, difficulties and operations cycled evenly, from one split.
+
+    split="train" never returns a held-out problem and split="test" only returns
+    held-out ones. unique=True returns distinct problems (for evaluation); a cell
+    with fewer distinct problems than asked for (1-digit addition has only ~20
+    held-out) contributes what it has.
+    """
+    digits, ops = tuple(digits), tuple(ops)
+    _check_request(digits, ops)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    want_heldout = split == "test"
+    rng = random.Random(f"{seed}-{split}")
+    active = [(d, op) for d in digits for op in ops]  # cells, visited in turn
+    out, seen, k = [], set(), 0
+    misses = dict.fromkeys(active, 0)
+    while len(out) < n and active:
+        cell = active[k % len(active)]
+        p = random_problem(rng, *cell)
+        if is_heldout(p) != want_heldout or (unique and p in seen):
+            misses[cell] += 1
+            if misses[cell] >= 2000:  # this cell has no more problems to give
+                active.remove(cell)
+            continue
+        seen.add(p)
+        out.append(p)
+        k += 1
+    return out
+
+
+# ---------------------------------------------------------------- worked traces
+
+
+def _digits_lsb(x: int, width: int) -> list[int]:
+    return [(x // 10**i) % 10 for i in range(width)]
+
+
+def trace(p: Problem) -> str:
+    """The worked, column-by-column solution, ending in 'so <answer>'."""
+    steps = []
+    if p.op == "+":
+        width = max(len(str(p.a)), len(str(p.b)))
+        carry = 0
+        for da, db in zip(_digits_lsb(p.a, width), _digits_lsb(p.b, width)):
+            s = da + db + carry
+            steps.append(f"{da}+{db}" + (f"+{carry}" if carry else "") + f"={s}")
+            carry = s // 10
+    elif p.op == "-":
+        width = len(str(p.a))
+        borrow = 0
+        for da, db in zip(_digits_lsb(p.a, width), _digits_lsb(p.b, width)):
+            need = da - borrow < db  # borrow ten from the next column
+            top = da + 10 * need
+            d = top - borrow - db
+            steps.append(f"{top}" + (f"-{borrow}" if borrow else "") + f"-{db}={d}")
+            borrow = int(need)
+    else:  # "x": a multi-digit number times one digit, carrying the tens
+        carry = 0
+        for da in _digits_lsb(p.a, len(str(p.a))):
+            s = da * p.b + carry
+            steps.append(f"{da}x{p.b}" + (f"+{carry}" if carry else "") + f"={s}")
+            carry = s // 10
+    return ";".join(steps) + f";so {p.answer}"
+
+
+def trace_answer(text: str) -> int | None:
+    """Recompute the answer a trace states, from its steps alone (for tests)."""
+    if ";so " not in text:
+        return None
+    steps = text.split(";so ")[0].split(";")
+    results = [int(s.split("=")[1]) for s in steps]
+    # every column writes its last digit; the final column writes all of its result
+    digits = [str(r % 10) for r in results[:-1]]
+    return int(str(results[-1]) + "".join(reversed(digits)))
+
+
+# ----------------------------------------------------------------- completions
+
+
+def direct_completion(p: Problem) -> str:
+    return f"<answer>{p.answer}</answer><eos>"
+
+
+def think_completion(p: Problem) -> str:
+    return f"<think>{trace(p)}</think><answer>{p.answer}</answer><eos>"
+
+
+def untagged_completion(p: Problem) -> str:
+    return f"{trace(p)}<eos>"
+
+
+@dataclass
+class CorpusMix:
+    """Shares of each completion style in a base-model corpus (they are normalised)."""
+
+    direct: float = 0.45  # <answer>936</answer>: the answer with no visible thinking
+    think: float = 0.30  # <think>trace</think><answer>936</answer>: thinking, in format
+    untagged: float = 0.25  # the trace with no tags at all: thinking, out of format
+    styles: tuple = field(default=("direct", "think", "untagged"), repr=False)
+
+    def __post_init__(self):
+        for name in self.styles:
+            w = getattr(self, name)
+            if not (isinstance(w, (int, float)) and w >= 0):
+                raise ValueError(f"CorpusMix.{name} must be a share >= 0, got {w!r}")
+        if self.direct + self.think + self.untagged <= 0:
+            raise ValueError("CorpusMix needs at least one positive share")
+
+
+MIX_PRESETS = {
+    "direct": CorpusMix(1, 0, 0),  # answers only: the "no chain of thought" model
+    "think": CorpusMix(0, 1, 0),  # worked traces only
+    "base": CorpusMix(),  # the mixed base model R1-Zero starts from
+}
+
+_STYLE_FN = {"direct": direct_completion, "think": think_completion, "untagged": untagged_completion}
+
+
+def build_corpus(problems: list[Problem], mix: CorpusMix | str = "base", seed: int = 0) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs, one per problem, styles drawn from `mix`."""
+    if isinstance(mix, str):
+        if mix not in MIX_PRESETS:
+            raise ValueError(f"unknown corpus mix {mix!r}; presets are {sorted(MIX_PRESETS)}")
+        mix = MIX_PRESETS[mix]
+    rng = random.Random(seed)
+    weights = [mix.direct, mix.think, mix.untagged]
+    styles = rng.choices(mix.styles, weights=weights, k=len(problems))
+    return [(p.prompt(), _STYLE_FN[s](p)) for p, s in zip(problems, styles)]

@@ -1,0 +1,135 @@
+"""The `toyds` command: train a model, watch it solve a problem, look inside.
+
+    toyds train --corpus think --out runs/think.pt     # a tiny GPT on worked traces (~1 min)
+    toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
+    toyds experts "347+589" --model runs/moe.pt        # which experts each token went to
+    toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
+
+Every subcommand runs on the CPU by default and takes --device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, sample_problems
+from toyds.model import PRESETS
+
+
+def parse_problem(text: str) -> Problem:
+    """'347+589' -> Problem(347, '+', 589). Raises ValueError naming what is wrong."""
+    s = text.strip().rstrip("=").replace(" ", "").replace("*", "x")
+    for op in OPS:
+        left, sep, right = s.partition(op)
+        if sep and left.isdigit() and right.isdigit() and left.isascii() and right.isascii():
+            return Problem(int(left), op, int(right), len(left))
+    raise ValueError(f"cannot read {text!r} as a problem; write two whole numbers and one of {OPS}, e.g. '347+589'")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+
+
+def cmd_train(args) -> int:
+    from toyds.checkpoint import save_checkpoint
+    from toyds.evaluate import evaluate, format_table
+    from toyds.model import GPT, make_config
+    from toyds.train import TrainConfig, train_supervised
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops.split(","))
+    problems = sample_problems(args.problems, digits=digits, ops=ops, seed=args.seed)
+    model = GPT(make_config(args.preset, ffn=args.ffn)).to(args.device)
+    print(f"{args.preset} {args.ffn} model: {model.params_total():,} parameters "
+          f"({model.params_active():,} active per token); corpus {args.corpus!r}")
+    t0 = time.perf_counter()
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
+                      warmup=min(50, args.steps // 10), seed=args.seed)
+    train_supervised(model, build_corpus(problems, args.corpus, seed=args.seed), cfg)
+    test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True)
+    res = evaluate(model, test)
+    print(f"trained in {time.perf_counter() - t0:.0f}s; held-out greedy accuracy:")
+    print(format_table({args.corpus: res}, [str(d) for d in digits]))
+    save_checkpoint(args.out, model, meta={"corpus": args.corpus, "accuracy": res["accuracy"]})
+    print(f"saved {args.out}")
+    return 0
+
+
+def cmd_solve(args) -> int:
+    from toyds.checkpoint import load_checkpoint
+    from toyds.rewards import accuracy_reward, extract_answer, format_reward
+    from toyds.sampling import generate
+
+    torch.set_num_threads(args.threads)
+    problem = parse_problem(args.problem)
+    model, tok, _ = load_checkpoint(args.model, args.device)
+    prompt = tok.encode(problem.prompt())
+    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    g = generate(model, [prompt] * args.samples, model.cfg.block_size - len(prompt),
+                 temperature=args.temperature, tokenizer=tok, generator=gen)
+    for text in g.texts:
+        think = text.split("<think>", 1)[1].split("</think>", 1)[0] if "<think>" in text and "</think>" in text else None
+        print(f"{problem.prompt()}{text}")
+        if think is not None:
+            print("  thinking: " + "\n            ".join(think.split(";")))
+        print(f"  answer: {extract_answer(text)}  (truth {problem.answer})")
+        print(f"  rewards: accuracy {accuracy_reward(text, problem.answer):.0f}, format {format_reward(text):.0f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="toyds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("train", help="train a tiny GPT on an arithmetic corpus and save it", formatter_class=fmt)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument("--corpus", default="think", choices=sorted(MIX_PRESETS), help="completion style mix")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size")
+    p.add_argument("--ffn", default="dense", choices=["dense", "moe"], help="feed-forward: dense SwiGLU or MoE")
+    p.add_argument("--steps", type=int, default=400, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
+    p.add_argument("--ops", default="+", help="comma-separated operations from + - x")
+    p.add_argument("--problems", type=int, default=20000, help="training problems to draw")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _common(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("solve", help="show a model's chain of thought, answer and rewards", formatter_class=fmt)
+    p.add_argument("problem", help="a problem such as 347+589, 902-45 or 347x8")
+    p.add_argument("--model", type=Path, required=True, help="checkpoint to load")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
+    p.add_argument("--samples", type=int, default=1, help="completions to draw")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    _common(p)
+    p.set_defaults(fn=cmd_solve)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub, fmt)
+    return ap
+
+
+# later modules add subcommands here (experts, pipeline)
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"toyds {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

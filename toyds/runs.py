@@ -1,0 +1,74 @@
+"""What every toyds example and benchmark does the same way: flags, seeding, metrics.
+
+Each script takes --device (CPU by default), --threads (set explicitly: these
+machines have 2 shared cores, and torch's default can oversubscribe them),
+--seed and --out DIR; `finish` writes DIR/metrics.json with the figures the
+script printed. Kept here so the examples stay about their idea, not plumbing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def add_common_args(parser: argparse.ArgumentParser, threads: int = 2) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device to run on (cpu, cuda, mps)")
+    parser.add_argument("--threads", type=int, default=threads, help="CPU threads for torch (torch.set_num_threads)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for data, initialisation and sampling")
+    parser.add_argument("--out", type=Path, default=None, help="directory for metrics.json (and checkpoints, pictures)")
+
+
+def setup(args) -> torch.device:
+    """Apply --threads and --seed; check --device exists. Returns the device."""
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    try:
+        device = torch.device(args.device)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise SystemExit(f"--device {args.device!r} is not usable here ({e}); try --device cpu") from e
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _clean(x):
+    """JSON-safe copy: tuples to lists, NaN/inf to None, tensors to numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return _clean(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (np.floating, np.integer)):
+        return _clean(x.item())
+    return x
+
+
+def write_metrics(out: Path | None, metrics: dict) -> Path | None:
+    """Write out/metrics.json (atomically) if --out was given."""
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    path, tmp = out / "metrics.json", out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(_clean(metrics), indent=2))
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
