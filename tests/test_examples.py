@@ -53,3 +53,21 @@ def test_02_rewards(tmp_path):
     assert hacks and all(r[r["hack"]] == 0.0 for r in hacks)  # no hack collects the reward it games
     assert all(r["rules"] <= r["anywhere"] for r in m["lenient"]) and m["lenient"][0]["rules"] == 1.0
     assert sum(r["rules"] for r in m["lenient"]) == 1.0 < sum(r["float"] for r in m["lenient"])
+
+
+@pytest.mark.slow
+def test_06_distributed(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "examples/06_distributed.py"), "--tokens", "128", "--repeats", "2", "--steps", "4",
+           "--batch-size", "8", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    m = metrics(tmp_path)
+    assert m["world_size"] == 2 and len(m["tokens_sent"]) == 2 and len(m["tokens_received"]) == 2
+    assert sum(m["tokens_sent"]) == sum(m["tokens_received"]) == 128 * 2  # every copy of every token, once
+    for key in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff"):
+        assert 0.0 <= m[key] <= 1e-5, (key, m[key])
+    assert 0.0 < m["exchange_time_share"] < 1.0

@@ -195,6 +195,11 @@ class GPT(nn.Module):
         attention; rotary positions make a left-padded row compute exactly what the
         unpadded row would. caches: one KVCache per block, for generation.
         """
+        # tied embeddings: the output layer reuses the input embedding matrix
+        return self.features(idx, pad_mask, caches, start) @ self.embed.weight.T  # (B, T, V)
+
+    def features(self, idx, pad_mask=None, caches=None, start=0) -> torch.Tensor:
+        """The final normalised hidden states (B, T, D), before the output layer."""
         B, T = idx.shape
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
@@ -203,8 +208,7 @@ class GPT(nn.Module):
         x = self.embed(idx)  # (B, T, D)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask, caches[i] if caches else None, start)
-        # tied embeddings: the output layer reuses the input embedding matrix
-        return self.norm(x) @ self.embed.weight.T  # (B, T, V)
+        return self.norm(x)  # (B, T, D)
 
     @staticmethod
     def _attention_mask(pad_mask, B, T, start, device):

@@ -92,7 +92,9 @@ def completion_logprobs(model, sequences, pad_mask, prompt_len: int, tokenizer: 
     tok = tokenizer or Tokenizer()
     logits = model(sequences, pad_mask=pad_mask)[:, prompt_len - 1 : -1]  # (B, N, V)
     logp = torch.log_softmax(ban_specials(logits, tok).float(), -1)
-    return logp.gather(-1, sequences[:, prompt_len:, None])[..., 0]  # (B, N)
+    logp = logp.gather(-1, sequences[:, prompt_len:, None])[..., 0]  # (B, N)
+    # positions after <eos> hold <pad>, whose log-probability is -inf: report 0 there, as generate does
+    return logp.masked_fill(~pad_mask[:, prompt_len:], 0.0)
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ the initialisation, the batches and so the whole run, on one machine and thread
 count.
 
 How the toy differs: batches are sampled with replacement from a small list of
-examples, no gradient accumulation or mixed precision, single process (see
-toyds/distributed.py for data parallelism).
+examples, no gradient accumulation or mixed precision, one process unless given
+`parallel` (toyds/distributed.py: data parallelism under torchrun).
 
 Shapes: B batch, T time, V vocabulary.
 """
@@ -131,12 +131,14 @@ def train_supervised(
     desc: str = "train",
     tokenizer: Tokenizer | None = None,
     step_callback=None,
+    parallel=None,
 ) -> list[dict]:
     """Train on (prompt, completion) pairs; returns a history of logged dicts.
 
     eval_fn(model) -> dict is called every cfg.eval_every steps and at the end;
     step_callback(step, model) runs after every optimiser step (e.g. to record
-    MoE load for a picture).
+    MoE load for a picture). parallel: a toyds.distributed.DataParallel, to run
+    data-parallel (every rank makes this same call; rank 0 shows the bar).
     """
     tok = tokenizer or Tokenizer()
     examples = encode_pairs(pairs, tok)
@@ -148,15 +150,21 @@ def train_supervised(
     device = next(model.parameters()).device
     rng = random.Random(cfg.seed)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    net = model if parallel is None else parallel.wrap(model)  # DDP averages gradients in backward
     history: list[dict] = []
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not cfg.progress, leave=False)
+    show = cfg.progress and (parallel is None or parallel.is_main)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not show, leave=False)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         x, y, m = collate(rng.choices(examples, k=cfg.batch_size), tok.pad_id, device)
-        loss = masked_lm_loss(model(x), y, m)
+        if parallel is None:
+            loss = masked_lm_loss(net(x), y, m)
+        else:  # this rank's rows of the global batch, weighted so the mean over ranks is the global loss
+            x, y, m, weight = parallel.shard_batch(x, y, m)
+            loss = masked_lm_loss(net(x), y, m) * weight
         aux = model.aux_loss()
         total = loss if aux is None else loss + aux
         opt.zero_grad(set_to_none=True)
@@ -164,15 +172,18 @@ def train_supervised(
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if parallel is not None:
+            parallel.sync_moe_load(model)  # the bias rule sees the global load on every rank
         model.update_moe_biases()  # no-op for dense models
         if step_callback is not None:
             step_callback(step, model)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        loss_value = loss.item() if parallel is None else parallel.reduce({"loss": loss.item()})["loss"]
+        bar.set_postfix(loss=f"{loss_value:.3f}")
         last = step == cfg.steps - 1
         if eval_fn is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-            row = {"step": step + 1, "loss": loss.item(), "seconds": time.perf_counter() - t0}
+            row = {"step": step + 1, "loss": loss_value, "seconds": time.perf_counter() - t0}
             row.update(eval_fn(model))
             history.append(row)
         elif last:
-            history.append({"step": step + 1, "loss": loss.item(), "seconds": time.perf_counter() - t0})
+            history.append({"step": step + 1, "loss": loss_value, "seconds": time.perf_counter() - t0})
     return history
