@@ -31,11 +31,13 @@ With --out DIR: DIR/metrics.json with "dense" and "moe" ({"val_loss",
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
+from tqdm.auto import tqdm
 
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
@@ -57,6 +59,47 @@ def build(kind: str, args, seed: int):
     return GPT(make_config("tiny", ffn="moe", moe=moe, **shape))
 
 
+def data(args):
+    """The same corpus and validation set in every run (and every worker process)."""
+    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops)
+    train_pairs = build_corpus(sample_problems(20000, digits=digits, ops=ops, seed=0), "base", seed=0)
+    val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True),
+                             "base", seed=1)
+    return train_pairs, val_pairs
+
+
+def train_run(kind: str, seed: int, args, threads: int) -> dict:
+    """Train one model, return its figures (and, for seed 0, its weights and load curve)."""
+    torch.set_num_threads(threads)
+    tok = Tokenizer()
+    train_pairs, val_pairs = data(args)
+    model = build(kind, args, seed).to(args.device)
+    curve = []
+
+    def record(step, m):  # each expert's share of the first layer's tokens, every 10 steps
+        if step % 10 == 0 and m.moe_layers():
+            load = m.moe_layers()[0].load
+            curve.append((step, (load / load.sum()).tolist()))
+
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-3, min_lr=3e-4,
+                      warmup=min(50, args.steps // 10), seed=seed, progress=args.jobs == 1)
+    t0 = time.perf_counter()
+    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=record)
+    row = {"kind": kind, "seed": seed, "seconds": time.perf_counter() - t0,
+           "val_loss": eval_loss(model, encode_pairs(val_pairs, tok), tok.pad_id),
+           "params_total": model.params_total(), "params_active": model.params_active()}
+    if kind != "dense":  # balance on the validation set: the worst layer
+        layers = validation_load(model, [p + c for p, c in val_pairs])
+        row["max_load_ratio"] = max(layer["max_load_ratio"] for layer in layers)
+        row["dead_experts"] = max(layer["dead_experts"] for layer in layers)
+        row["load_entropy"] = min(layer["load_entropy"] for layer in layers)
+        row["per_layer"] = layers
+    if seed == 0:
+        row["curve"] = curve
+        row["state"] = {k: v.cpu() for k, v in model.state_dict().items()}
+    return row
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--steps", type=int, default=400, help="training steps per model")
@@ -71,49 +114,34 @@ def main(argv=None):
     ap.add_argument("--digits", default="1,2,3,4", help="comma-separated digit counts")
     ap.add_argument("--ops", default="+-x", help="operations, from + - x")
     ap.add_argument("--val-problems", type=int, default=1000, help="held-out problems for the validation loss")
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained side by side, one thread each (1 = in this process)")
     add_common_args(ap)
     args = ap.parse_args(argv)
     device = setup(args)
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops)
-    tok = Tokenizer()
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
     t_start = time.perf_counter()
-
-    train_pairs = build_corpus(sample_problems(20000, digits=digits, ops=ops, seed=0), "base", seed=0)
-    val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True),
-                             "base", seed=1)
-    val = encode_pairs(val_pairs, tok)
+    _, val_pairs = data(args)
     val_texts = [p + c for p, c in val_pairs]
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-3, min_lr=3e-4,
-                      warmup=min(50, args.steps // 10))
 
     kinds = ("dense", "moe-bias", "moe-none", "moe-aux_loss")
-    runs = {k: [] for k in kinds}
-    load_curves, keep = {}, {}
-    for seed in range(args.seeds):
-        for kind in kinds:
-            model = build(kind, args, seed).to(device)
-            curve = []
-
-            def record(step, m, curve=curve):  # each expert's share of the first layer's tokens
-                if step % 10 == 0 and m.moe_layers():
-                    load = m.moe_layers()[0].load
-                    curve.append((step, (load / load.sum()).tolist()))
-
-            t0 = time.perf_counter()
-            train_supervised(model, train_pairs, dataclasses.replace(cfg, seed=seed),
-                             desc=f"{kind} seed {seed}", step_callback=record)
-            row = {"val_loss": eval_loss(model, val, tok.pad_id), "seconds": time.perf_counter() - t0,
-                   "params_total": model.params_total(), "params_active": model.params_active()}
-            if kind != "dense":
-                layers = validation_load(model, val_texts)
-                row.update({k: max(layer[k] for layer in layers) if k != "load_entropy"
-                            else min(layer[k] for layer in layers) for k in layers[0]})
-                row["per_layer"] = layers
-            runs[kind].append(row)
-            if seed == 0:
-                load_curves[kind], keep[kind] = curve, model
-            print(f"  {kind:<13} seed {seed}: val loss {row['val_loss']:.4f} ({row['seconds']:.0f}s)"
-                  + (f", max/mean load {row['max_load_ratio']:.2f}" if kind != "dense" else ""))
+    todo = [(kind, seed) for seed in range(args.seeds) for kind in kinds]
+    rows = []
+    if args.jobs == 1:
+        rows = [train_run(kind, seed, args, args.threads) for kind, seed in todo]
+    else:  # independent runs side by side, one thread each: small models use cores better this way
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(train_run, kind, seed, args, 1) for kind, seed in todo]
+            for f in tqdm(as_completed(futures), total=len(futures), desc=f"{len(todo)} runs, {args.jobs} at a time"):
+                rows.append(f.result())
+    runs = {k: sorted((r for r in rows if r["kind"] == k), key=lambda r: r["seed"]) for k in kinds}
+    for kind in kinds:
+        for r in runs[kind]:
+            print(f"  {kind:<13} seed {r['seed']}: val loss {r['val_loss']:.4f} ({r['seconds']:.0f}s)"
+                  + (f", max/mean load {r['max_load_ratio']:.2f}" if kind != "dense" else ""))
+    load_curves = {k: runs[k][0]["curve"] for k in kinds}
+    keep = build("moe-bias", args, 0)
+    keep.load_state_dict(runs["moe-bias"][0]["state"])
 
     def summary(kind):
         rs = runs[kind]
@@ -143,7 +171,7 @@ def main(argv=None):
         print(f"{k[4:]:<10}{r['max_load_ratio']:>15.2f}{r['dead_experts']:>14.1f}{r['load_entropy']:>14.3f}"
               f"{r['val_loss']:>10.4f}")
 
-    classes, share = specialisation(keep["moe-bias"], val_texts[:300], layer=0)
+    classes, share = specialisation(keep, val_texts[:300], layer=0)
     cols = [f"e{e}" for e in range(share.shape[1])]
     print("\n3. specialisation (layer 0, bias-balanced, seed 0): share of each token class's assignments per expert")
     print(plots.text_heatmap(share.tolist(), classes, cols))

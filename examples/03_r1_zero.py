@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 
 import torch
@@ -86,7 +87,7 @@ def learned_rm_run(base, rl_problems, test, args, device):
           f"agrees with the rule on {agree:.1%} of fresh base samples")
 
     policy = copy.deepcopy(base)
-    cfg = grpo_config(args)
+    cfg = dataclasses.replace(grpo_config(args), steps=args.rm_grpo_steps)
     hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], desc="grpo (learned reward)")
     res, records = evaluate(policy, test, return_records=True)
     proxy = sum(rm.score([r["problem"].prompt() + r["completion"] for r in records])) / len(records)
@@ -110,7 +111,7 @@ def main(argv=None):
     ap.add_argument("--digits", default="1,2,3", help="comma-separated digit counts (difficulty levels)")
     ap.add_argument("--ops", default="+", help="operations, from + - x")
     ap.add_argument("--base", default=None, help="load this base checkpoint instead of pretraining one")
-    ap.add_argument("--pretrain-steps", type=int, default=600, help="base model pretraining steps")
+    ap.add_argument("--pretrain-steps", type=int, default=450, help="base model pretraining steps")
     ap.add_argument("--pretrain-problems", type=int, default=20000, help="problems in the base corpus")
     ap.add_argument("--grpo-steps", type=int, default=80, help="GRPO steps")
     ap.add_argument("--prompts", type=int, default=16, help="prompts per GRPO step")
@@ -119,10 +120,11 @@ def main(argv=None):
     ap.add_argument("--beta", type=float, default=0.02, help="KL weight to the reference (base) model")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="longest completion")
     ap.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count")
-    ap.add_argument("--samples", type=int, default=4, help="samples per problem for sampled accuracy")
+    ap.add_argument("--samples", type=int, default=2, help="samples per problem for sampled accuracy")
     ap.add_argument("--pass-k", type=int, default=8, help="k for pass@k")
-    ap.add_argument("--rm-prompts", type=int, default=400, help="prompts sampled (x4) to train the learned reward model")
-    ap.add_argument("--rm-steps", type=int, default=300, help="reward model training steps")
+    ap.add_argument("--rm-prompts", type=int, default=300, help="prompts sampled (x4) to train the learned reward model")
+    ap.add_argument("--rm-steps", type=int, default=200, help="reward model training steps")
+    ap.add_argument("--rm-grpo-steps", type=int, default=40, help="GRPO steps against the learned reward model")
     ap.add_argument("--no-learned-rm", action="store_true", help="skip step 4 (the learned reward model run)")
     ap.add_argument("--show", type=int, default=4, help="completions to print in full")
     add_common_args(ap)
@@ -182,8 +184,13 @@ def main(argv=None):
     if not args.no_learned_rm:
         learned, rm_hist, rm_records = learned_rm_run(base, rl_problems, test, args, device)
         histories["learned RM"] = rm_hist
-        print(f"RL against the learned reward: proxy reward {learned['proxy_reward']:.3f}, true accuracy "
-              f"{learned['true_accuracy']:.3f} (rules run: {after['accuracy']:.3f})")
+        n = len(rm_hist)
+        learned["steps"] = n
+        learned["train_accuracy_at_step"] = {"learned_rm": rm_hist[-1]["accuracy"], "rules": history[n - 1]["accuracy"]}
+        print(f"RL against the learned reward ({n} steps): proxy reward {learned['proxy_reward']:.3f}, held-out "
+              f"true accuracy {learned['true_accuracy']:.3f} (rules run after {len(history)} steps: "
+              f"{after['accuracy']:.3f}); on its training batches at step {n}: accuracy "
+              f"{rm_hist[-1]['accuracy']:.2f} vs {history[n - 1]['accuracy']:.2f} for the rules run")
         print("  some of its completions:")
         for r in rm_records[-3:]:
             print(f"  {r['problem'].prompt()}{r['completion']}   accuracy {r['accuracy']:.0f}")

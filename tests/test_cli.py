@@ -20,7 +20,7 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("train", "solve"):
+    for cmd in ("train", "solve", "experts", "pipeline"):
         assert cmd in out
 
 
@@ -35,3 +35,18 @@ def test_solve_prints_thinking_answer_and_rewards(tmp_path, capsys):
 def test_solve_reports_bad_input_clearly(tmp_path, capsys):
     assert main(["solve", "12+9", "--model", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_experts_shows_each_tokens_experts(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "moe.pt", GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4))))
+    assert main(["experts", "12+9", "--model", str(path), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "prompt digit" in out and "layer 0 load over this text" in out and "layer 1" in out
+
+
+def test_experts_on_a_dense_model_says_so(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "dense.pt", GPT(make_config("tiny")))
+    assert main(["experts", "12+9", "--model", str(path)]) == 2
+    assert "dense model" in capsys.readouterr().err

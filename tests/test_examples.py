@@ -71,3 +71,84 @@ def test_06_distributed(tmp_path):
     for key in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff"):
         assert 0.0 <= m[key] <= 1e-5, (key, m[key])
     assert 0.0 < m["exchange_time_share"] < 1.0
+
+
+@pytest.mark.slow
+def test_01_moe(tmp_path):
+    run_script("examples/01_moe.py", ["--steps", "12", "--seeds", "2", "--batch-size", "16", "--val-problems", "60",
+                                      "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    for name in ("dense", "moe"):
+        assert {"val_loss", "val_loss_std", "params_total", "params_active"} <= set(m[name])
+    # equal active parameters (the gate adds a few), more in total
+    assert abs(m["moe"]["params_active"] - m["dense"]["params_active"]) / m["dense"]["params_active"] < 0.02
+    assert m["moe"]["params_total"] > 2 * m["dense"]["params_total"]
+    assert set(m["balancing"]) == {"none", "aux_loss", "bias"}
+    for row in m["balancing"].values():
+        assert row["max_load_ratio"] >= 1.0 and row["dead_experts"] >= 0 and row["val_loss"] > 0
+    share = m["specialisation"]["share"]
+    assert all(abs(sum(r) - 1) < 1e-4 for r in share)
+
+
+@pytest.mark.slow
+def test_bench_moe(tmp_path):
+    run_script("examples/benchmarks/bench_moe.py", ["--tokens", "64,256", "--scaling-experts", "4,8", "--iters", "1",
+                                                    "--repeats", "1", "--dim", "32", "--expert-dim", "32",
+                                                    "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    for key in ("moe_over_dense", "naive_over_dense", "sorted_over_dense"):
+        assert set(m[key]) == {"64", "256"} and all(r > 0 for r in m[key].values())
+    assert set(m["experts_scaling"]) == {"4", "8"}
+
+
+@pytest.mark.slow
+def test_03_r1_zero(tmp_path):
+    run_script("examples/03_r1_zero.py", ["--preset", "tiny", "--pretrain-steps", "40", "--grpo-steps", "3",
+                                          "--rm-grpo-steps", "2", "--prompts", "4", "--group", "4",
+                                          "--eval-per-digit", "8", "--samples", "2", "--pass-k", "2",
+                                          "--rm-prompts", "20", "--rm-steps", "5", "--max-new-tokens", "40",
+                                          "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    for when in ("before", "after"):
+        assert {"accuracy", "format_rate", "think_rate", "mean_length"} <= set(m[when])
+        assert 0 <= m[when]["accuracy"] <= 1
+    assert set(m["by_difficulty"]) == {"1", "2", "3"}
+    assert [r["step"] for r in m["history"]] == [1, 2, 3]
+    assert {"step", "reward", "accuracy", "format_rate", "mean_length"} <= set(m["history"][0])
+    assert {"proxy_reward", "true_accuracy"} <= set(m["learned_rm"])
+    assert 0 <= m["base_forced_think"]["accuracy"] <= 1
+    assert m["pass_at_k"]["k"] == 2 and m["pass_at_k"]["before"] >= 0
+    assert (tmp_path / "r1_zero.pt").is_file()
+
+
+@pytest.mark.slow
+def test_04_distillation(tmp_path):
+    run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "60", "--steps", "20",
+                                               "--rl-steps", "2", "--prompts", "40", "--eval-per-digit", "8",
+                                               "--fraction", "0.5", "--digits", "1,2", "--threads", "1",
+                                               "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    assert {"accuracy", "params_active"} <= set(m["teacher"])
+    assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"}
+    for s in m["students"].values():
+        assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
+    assert set(m["data_efficiency"]) >= {"soft", "hard"}
+    assert (tmp_path / "teacher.pt").is_file()
+
+
+@pytest.mark.slow
+def test_05_pipeline_quick_and_resume(tmp_path, capsys):
+    first = run_script("examples/05_pipeline.py", ["--quick", "--threads", "2", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    assert {"base", "r1_zero", "student"} <= set(m["models"])
+    for row in m["models"].values():
+        assert {"params_total", "params_active", "accuracy", "format_rate", "mean_think_length", "seconds"} <= set(row)
+    assert m["models"]["base"]["params_active"] < m["models"]["base"]["params_total"]  # a sparse MoE
+    assert m["models"]["student"]["params_active"] == m["models"]["student"]["params_total"]  # dense
+    assert m["seconds_total"] > 0
+    # --resume: every stage is finished, so nothing is trained again and the figures are the same
+    capsys.readouterr()
+    again = run_script("examples/05_pipeline.py", ["--quick", "--resume", "--threads", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student"))
+    assert {n: r["accuracy"] for n, r in again["models"].items()} == {n: r["accuracy"] for n, r in first["models"].items()}

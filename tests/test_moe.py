@@ -262,3 +262,28 @@ def test_parameter_counts_by_hand():
 def test_impossible_configs_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
         MoEConfig(**kw)
+
+
+def test_padding_is_neither_routed_nor_counted():
+    torch.manual_seed(0)
+    moe = MoE(MoEConfig(dim=16, n_experts=4, top_k=2, expert_dim=8, balance="bias")).train()
+    x = torch.randn(10, 16)
+    real = torch.tensor([True] * 6 + [False] * 4)
+    y = moe(x, real)
+    load, pending = moe.load.clone(), moe._pending_load.clone()
+    assert load.sum() == 6 * 2 and moe.indices.shape == (6, 2)
+    moe._pending_load.zero_()
+    y_real = moe(x[:6])
+    assert torch.allclose(y[:6], y_real, atol=1e-6) and torch.equal(moe.load, load)
+    assert torch.allclose(y[6:], moe.shared_experts(x[6:]), atol=1e-6)  # padding gets the shared expert only
+    assert torch.equal(pending, load)
+
+
+def test_the_model_does_not_route_its_pad_tokens():
+    from toyds.model import GPT, make_config
+
+    torch.manual_seed(0)
+    m = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4)))
+    x = torch.tensor([[1, 5, 6, 7, 0, 0], [1, 8, 9, 10, 11, 12]])  # row 0 right-padded with <pad> (id 0)
+    m(x)
+    assert all(layer.load.sum() == 10 * 2 for layer in m.moe_layers())  # 10 real tokens, top-2 each

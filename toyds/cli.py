@@ -2,8 +2,8 @@
 
     toyds train --corpus think --out runs/think.pt     # a tiny GPT on worked traces (~1 min)
     toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
-    toyds experts "347+589" --model runs/moe.pt        # which experts each token went to
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
+    toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
 
 Every subcommand runs on the CPU by default and takes --device.
 """
@@ -84,6 +84,44 @@ def cmd_solve(args) -> int:
     return 0
 
 
+def cmd_experts(args) -> int:
+    from toyds.checkpoint import load_checkpoint
+    from toyds.routing import routed_tokens
+    from toyds.sampling import generate
+
+    torch.set_num_threads(args.threads)
+    problem = parse_problem(args.problem)
+    model, tok, _ = load_checkpoint(args.model, args.device)
+    if not model.moe_layers():
+        raise ValueError(f"{args.model} is a dense model (ffn='dense'): it has no experts to show")
+    prompt = tok.encode(problem.prompt())
+    g = generate(model, [prompt], model.cfg.block_size - len(prompt), temperature=0.0, tokenizer=tok)
+    text = problem.prompt() + g.texts[0]
+    classes, per_layer = routed_tokens(model, [text])
+    E = model.moe_layers()[0].cfg.n_experts
+    print(f"{text}\n")
+    print(f"{'token':<10}{'class':<14}" + "".join(f"layer {i:<6}" for i in range(len(per_layer))))
+    for t, (ids, cls) in enumerate(zip(tok.encode(text), classes[0])):
+        chosen = "".join(f"{','.join(f'e{e}' for e in layer[t].tolist()):<12}" for layer in per_layer)
+        print(f"{tok.vocab[ids]:<10}{cls:<14}{chosen}")
+    for i, layer in enumerate(per_layer):
+        load = torch.bincount(layer.flatten(), minlength=E).tolist()
+        print(f"layer {i} load over this text: " + " ".join(f"e{e}:{n}" for e, n in enumerate(load)))
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from toyds.pipeline import QUICK, PipelineConfig, run_pipeline
+    from toyds.runs import write_metrics
+
+    torch.set_num_threads(args.threads)
+    cfg = PipelineConfig(seed=args.seed, **(QUICK if args.quick else {}))
+    metrics = run_pipeline(args.out, cfg, device=args.device, resume=args.resume)
+    print(f"\ntotal {metrics['seconds_total']:.0f}s")
+    write_metrics(args.out, metrics)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="toyds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -113,13 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=cmd_solve)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub, fmt)
+    p = sub.add_parser("experts", help="show which experts each token of a solution went to (MoE models)",
+                       formatter_class=fmt)
+    p.add_argument("problem", help="a problem such as 347+589")
+    p.add_argument("--model", type=Path, required=True, help="checkpoint of an MoE model (e.g. runs/pipeline/stages/base.pt)")
+    _common(p)
+    p.set_defaults(fn=cmd_experts)
+
+    p = sub.add_parser("pipeline", help="the whole R1 story: MoE base, R1-Zero, rejection sampling, distillation",
+                       formatter_class=fmt)
+    p.add_argument("--out", type=Path, default=Path("runs/pipeline"), help="directory for stages, metrics, pictures")
+    p.add_argument("--quick", action="store_true", help="a small run (under 2 minutes) that still runs every stage")
+    p.add_argument("--resume", action="store_true", help="skip stages already finished in --out")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _common(p)
+    p.set_defaults(fn=cmd_pipeline)
     return ap
-
-
-# later modules add subcommands here (experts, pipeline)
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv=None) -> int:

@@ -47,6 +47,7 @@ class GPTConfig:
     ffn: str = "dense"  # "dense" SwiGLU or "moe" (mixture of experts, toyds/moe.py)
     moe: MoEConfig | None = None  # the MoE layer's config when ffn == "moe"
     rope_base: float = 10000.0  # rotary base; angles theta_i = base^(-2i/hs)
+    pad_id: int = 0  # id of <pad>: its positions are never routed to experts nor counted in their load
 
     def __post_init__(self):
         if isinstance(self.moe, dict):  # rebuilt from a checkpoint
@@ -156,9 +157,10 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ffn = MoE(cfg.moe) if cfg.ffn == "moe" else SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x, cos, sin, mask, cache=None, start=0):
+    def forward(self, x, cos, sin, mask, cache=None, start=0, real=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, start)
-        return x + self.ffn(self.ffn_norm(x))
+        h = self.ffn_norm(x)
+        return x + (self.ffn(h, real) if isinstance(self.ffn, MoE) else self.ffn(h))
 
 
 class GPT(nn.Module):
@@ -206,8 +208,12 @@ class GPT(nn.Module):
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
         mask = self._attention_mask(pad_mask, B, T, start, idx.device)
         x = self.embed(idx)  # (B, T, D)
+        real = None  # which positions an MoE routes: all but padding
+        if self.cfg.ffn == "moe":
+            real = (pad_mask[:, start:] if pad_mask is not None else idx != self.cfg.pad_id).flatten()  # (B*T,)
+            real = None if bool(real.all()) else real
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask, caches[i] if caches else None, start)
+            x = block(x, cos, sin, mask, caches[i] if caches else None, start, real)
         return self.norm(x)  # (B, T, D)
 
     @staticmethod

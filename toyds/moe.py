@@ -150,21 +150,25 @@ class MoE(nn.Module):
         self.shared_experts = SwiGLU(cfg.dim, cfg.n_shared_experts * cfg.expert_dim) if cfg.n_shared_experts else None
         # routing statistics, refreshed by every forward (read them, don't train on them)
         self.load = torch.zeros(cfg.n_experts)  # (E,) token assignments each expert ran, last forward
-        self.indices: torch.Tensor | None = None  # (N, K) experts chosen, last forward
+        self.indices: torch.Tensor | None = None  # (n, K) experts chosen for the routed tokens, last forward
         self.dropped = 0  # assignments dropped by the capacity limit, last forward
         self.aux_loss: torch.Tensor | None = None  # the auxiliary loss of the last training forward
         self._pending_load = torch.zeros(cfg.n_experts)  # load since the last bias update
 
     # --------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """x (..., D) -> (..., D). real (N,) bool, optional: False for padding positions,
+        which are neither routed nor counted in the load (a batch of short sequences is
+        mostly padding, and the bias rule would otherwise balance the padding)."""
         shape = x.shape
         x = x.reshape(-1, self.cfg.dim)  # (N, D)
-        weights, indices = self.gate(x)  # (N, K), (N, K)
+        y = self.shared_experts(x) if self.shared_experts is not None else torch.zeros_like(x)
+        xr = x if real is None else x[real]  # (n, D) the tokens that are routed
+        weights, indices = self.gate(xr)  # (n, K), (n, K)
         keep = self.capacity_mask(indices) if (self.training and self.cfg.capacity_factor) else None
-        y = self.routed(x, weights, indices, keep)  # (N, D)
-        if self.shared_experts is not None:
-            y = y + self.shared_experts(x)
-        self._record(x, indices, keep)
+        routed = self.routed(xr, weights, indices, keep)  # (n, D)
+        y = y + routed if real is None else y.index_add(0, real.nonzero()[:, 0], routed)
+        self._record(xr, indices, keep)
         return y.view(shape)
 
     def routed(self, x, weights, indices, keep=None) -> torch.Tensor:

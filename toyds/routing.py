@@ -77,8 +77,8 @@ def routed_tokens(model, texts: list[str]) -> tuple[list[list[str]], list[torch.
     model.eval()
     model(ids, pad_mask=mask)
     model.train(was)
-    real = mask.flatten()  # (N,) row-major, as the MoE flattened (B, T)
-    per_layer = [m.indices[real.to(m.indices.device)].cpu() for m in model.moe_layers()]
+    # the MoE routed only the real tokens, row by row: (n_tokens, K) per layer
+    per_layer = [m.indices.cpu() for m in model.moe_layers()]
     return [token_classes(t, tok) for t in texts], per_layer
 
 
