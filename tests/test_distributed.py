@@ -199,3 +199,27 @@ def test_one_process_needs_no_launcher(monkeypatch):
     x = torch.randn(12, 16)
     assert max_diff(ExpertParallelMoE(moe)(x), moe(x)) <= TOL
     teardown()
+
+
+def _grpo_worker(rank, world):
+    from toyds.grpo import GRPOConfig, train_grpo
+
+    torch.manual_seed(rank)  # different starting weights: DDP must copy rank 0's
+    model = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01)))
+    problems = sample_problems(64, digits=(1, 2), seed=0)
+    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2, progress=False)
+    hist = train_grpo(model, problems, cfg, reward_fns=[lambda completions, **kw: [float(c[:1] == "7") for c in
+                                                                                   completions]],
+                      parallel=DataParallel())
+    # every rank ends with the same weights and gate biases, and logs the same (reduced) figures
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()] + [m.gate.bias for m in model.moe_layers()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    assert max_diff(gathered[0], gathered[1]) <= TOL
+    rows = [None] * world
+    dist.all_gather_object(rows, [r["reward"] for r in hist])
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+def test_grpo_data_parallel_keeps_ranks_identical():
+    spawn(_grpo_worker)

@@ -17,7 +17,7 @@ steps, with a KL leash to a frozen reference model.
 
 How the toy differs: prompts are arithmetic, rewards are toyds/rewards.py rules
 (any function of text can drive it, a learned reward model included); one process
-(toyds/distributed.py has data parallelism); "dapo" (Yu et al. 2025) and "dr_grpo"
+unless given `parallel` (data parallelism under torchrun, toyds/distributed.py); "dapo" (Yu et al. 2025) and "dr_grpo"
 (Liu et al. 2025) are offered as the token-level aggregations later work proposed;
 scale="none" drops the std division, as Dr. GRPO does. A group whose G rewards are
 all equal has advantages 0 and teaches nothing: the trainer counts such groups.
@@ -202,12 +202,17 @@ def train_grpo(
     eval_fn: Callable | None = None,
     checkpoint: str | Path | None = None,
     desc: str = "grpo",
+    parallel=None,
 ) -> list[dict]:
     """Improve `model` on `problems` with GRPO; returns one logged dict per step.
 
     The rewards drive learning; accuracy, format and thinking are always logged with
     the rule-based checks too, so a learned reward's promises can be held to the truth.
     ref_model defaults to a frozen copy of the starting model (when beta > 0).
+    parallel: a toyds.distributed.DataParallel, to run data-parallel under torchrun:
+    each rank samples its own prompts (its own seed), DDP averages the gradients,
+    the logged figures are means over ranks, and only rank 0 shows the bar and
+    writes the checkpoint. Every rank makes the same call.
     """
     if not problems:
         raise ValueError("no training problems given")
@@ -217,13 +222,16 @@ def train_grpo(
         ref_model = copy.deepcopy(model)
     if ref_model is not None:
         ref_model.eval().requires_grad_(False)
-    rng = random.Random(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    seed = cfg.seed if parallel is None else parallel.seed(cfg.seed)  # ranks draw different prompts
+    rng = random.Random(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    net = model if parallel is None else parallel.wrap(model)  # DDP averages gradients in backward
+    main = parallel is None or parallel.is_main
     G = cfg.group_size
     history: list[dict] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not cfg.progress, leave=False)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not (cfg.progress and main), leave=False)
     for step in bar:
         # 1. sample G completions for each of the batch's prompts (KV cache, temperature)
         batch = rng.sample(problems, min(cfg.prompts_per_step, len(problems)))
@@ -248,7 +256,7 @@ def train_grpo(
             old_logp = completion_logprobs(model, seq, pad_mask, P, tok) if cfg.updates_per_batch > 1 else None
             ref_logp = completion_logprobs(ref_model, seq, pad_mask, P, tok) if cfg.beta > 0 else None
         for _ in range(cfg.updates_per_batch):
-            logp = completion_logprobs(model, seq, pad_mask, P, tok)  # (B, T)
+            logp = completion_logprobs(net, seq, pad_mask, P, tok)  # (B, T)
             loss, stats = policy_loss(
                 logp, logp.detach() if old_logp is None else old_logp, adv, mask,
                 cfg.clip_eps, cfg.clip_eps_high, cfg.loss_type, ref_logp, cfg.beta, cfg.max_new_tokens,
@@ -259,6 +267,8 @@ def train_grpo(
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if parallel is not None:
+                parallel.sync_moe_load(model)  # the bias rule sees the load of every rank
             model.update_moe_biases()  # no-op for a dense model
 
         row = {
@@ -273,13 +283,16 @@ def train_grpo(
             **stats,
             "seconds": time.perf_counter() - t0,
         }
+        if parallel is not None:  # the mean over ranks of every logged figure
+            row = {**row, **parallel.reduce({k: float(v) for k, v in row.items() if k != "step"})}
+            row["zero_signal_groups"] = round(row["zero_signal_groups"] * parallel.world_size)  # a count: the sum
         last = step == cfg.steps - 1
         if eval_fn is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
             row.update({f"eval_{k}": v for k, v in eval_fn(model).items()})
         history.append(row)
         bar.set_postfix(reward=f"{row['reward']:.2f}", acc=f"{row['accuracy']:.2f}",
                         fmt=f"{row['format_rate']:.2f}", len=f"{row['mean_length']:.0f}", kl=f"{row['kl']:.3f}")
-        if checkpoint is not None and (last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
+        if checkpoint is not None and main and (last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
             from toyds.checkpoint import save_checkpoint
 
             save_checkpoint(checkpoint, model, meta={"stage": "grpo", "step": step + 1, "history": history})
