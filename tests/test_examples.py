@@ -96,7 +96,7 @@ def test_bench_moe(tmp_path):
                                                     "--repeats", "1", "--dim", "32", "--expert-dim", "32",
                                                     "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
-    for key in ("moe_over_dense", "naive_over_dense", "sorted_over_dense"):
+    for key in ("moe_over_dense", "naive_over_dense", "grouped_mm_over_dense"):
         assert set(m[key]) == {"64", "256"} and all(r > 0 for r in m[key].values())
     assert set(m["experts_scaling"]) == {"4", "8"}
 

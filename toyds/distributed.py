@@ -289,7 +289,8 @@ class ExpertParallelMoE(MoE):
         return torch.zeros_like(x).index_add_(0, token, back * weight[:, None])
 
     def _grouped(self, x) -> bool:
-        return self.cfg.dispatch in ("auto", "grouped_mm") and grouped_mm_available(x, self.cfg)
+        wanted = self.cfg.dispatch == "grouped_mm" or (self.cfg.dispatch == "auto" and x.is_cuda)  # as MoE.routed
+        return wanted and grouped_mm_available(x, self.cfg)
 
     def _record(self, x, indices, keep):
         E, N = self.cfg.n_experts, len(x)
