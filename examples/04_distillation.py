@@ -6,8 +6,9 @@ DeepSeek distilled R1 into small dense models by fine-tuning them on 800k of its
 sampled, filtered reasoning traces, and found that this beats running the same RL
 on the small model (R1 paper, section 4.1). This example does it at toy scale:
 
-0. A teacher (the `small` preset, 0.86M parameters) is fine-tuned on worked traces,
-   or loaded with --teacher PATH (any toyds checkpoint, e.g. runs/03/r1_zero.pt).
+0. A teacher (the `small` preset, 0.86M parameters) is fine-tuned on worked traces
+   (about 2.5 minutes), or loaded: --teacher PATH (any toyds checkpoint, e.g.
+   runs/03/r1_zero.pt), or DIR/teacher.pt saved by an earlier run with --out DIR.
 1. Rejection sampling: the teacher writes --k completions per training problem;
    the rule-based reward keeps the right, well-formed ones (toyds/distill.py).
 2. Four students (the `tiny` preset, 0.11M parameters: 1/8 of the teacher's
@@ -16,25 +17,31 @@ on the small model (R1 paper, section 4.1). This example does it at toy scale:
      rl           its own R1-Zero: base pretraining on the mixed corpus, then GRPO
                   (--rl-steps more steps on top: RL gets *more* compute here)
      sequence_kd  SFT on the teacher's kept reasoning: only text crosses over
-     logit_kd     white-box KD on the same prompts: the teacher's softened
-                  next-token distributions (tau = 2) mixed with the next-token loss
+     logit_kd     white-box KD on the same texts: the teacher's next-token
+                  distributions (tau = 1) mixed half and half with the next-token
+                  loss. Softened at tau = 2 it scored lower (0.74 vs 0.99 for
+                  sequence_kd in one run): a confident teacher's distributions over
+                  a worked trace are nearly one-hot, so there is little "dark
+                  knowledge" to soften, and the softened targets blur the digits.
 3. A table of active parameters, held-out accuracy by digits and training seconds,
    and a few completions of each student.
-4. Hinton's data-efficiency point: two students trained on 5% of the kept pairs,
-   one on the hard targets (the text), one on the teacher's soft targets.
+4. Hinton's data-efficiency point: two students see only 5% of the training
+   problems (1,000 teacher completions), one learns the hard targets (the text),
+   the other the teacher's soft targets (its next-token distributions).
 
-Takes about 5 minutes on 2 laptop CPU cores when it trains its own teacher (the
-README has the measured run). With --out DIR: DIR/metrics.json with "teacher"
-({"accuracy", "params_active"}), "students" ({"scratch"|"rl"|"sequence_kd"|
-"logit_kd": {"accuracy", "params_active", "seconds", ...}}), "data_efficiency"
-({"soft", "hard"}), DIR/teacher.pt, and DIR/distillation.png with matplotlib.
+Takes about 5 minutes on 2 laptop CPU cores with a saved teacher, 2.5 more to train
+one (the README has the measured runs). With --out DIR: DIR/metrics.json with
+"teacher" ({"accuracy", "params_active"}), "students" ({"scratch"|"rl"|
+"sequence_kd"|"logit_kd": {"accuracy", "params_active", "seconds", ...}}),
+"data_efficiency" ({"soft", "hard"}), DIR/teacher.pt, and DIR/distillation.png
+with matplotlib.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import time
+from pathlib import Path
 
 import torch
 
@@ -51,21 +58,28 @@ from toyds.train import TrainConfig, train_supervised
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--teacher", default=None, help="load this teacher checkpoint instead of training one")
+    ap.add_argument("--teacher", default=None,
+                    help="load this teacher checkpoint; by default DIR/teacher.pt from an earlier run, else train one")
+    ap.add_argument("--train-teacher", action="store_true", help="train a new teacher even if DIR/teacher.pt exists")
     ap.add_argument("--teacher-preset", default="small", help="teacher size preset (when training one)")
     ap.add_argument("--teacher-steps", type=int, default=500, help="teacher fine-tuning steps on worked traces")
     ap.add_argument("--student-preset", default="tiny", help="student size preset")
-    ap.add_argument("--steps", type=int, default=500, help="optimiser steps for every student (the budget)")
+    ap.add_argument("--steps", type=int, default=700, help="optimiser steps for every student (the budget)")
     ap.add_argument("--rl-steps", type=int, default=60, help="GRPO steps of the rl student, after its pretraining")
     ap.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
     ap.add_argument("--ops", default="+", help="operations, from + - x")
-    ap.add_argument("--prompts", type=int, default=1500, help="training problems the teacher answers")
-    ap.add_argument("--k", type=int, default=2, help="teacher samples per problem for rejection sampling")
+    ap.add_argument("--prompts", type=int, default=4000, help="training problems the teacher answers")
+    ap.add_argument("--k", type=int, default=1, help="teacher samples per problem for rejection sampling")
     ap.add_argument("--alpha", type=float, default=0.5, help="logit_kd: weight of the KD term vs next-token loss")
-    ap.add_argument("--temperature", type=float, default=2.0, help="logit_kd: softening temperature tau")
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="logit_kd: softening temperature tau (2 scored lower here: see the docstring)")
     ap.add_argument("--kind", default="forward", choices=["forward", "reverse", "jsd"], help="logit_kd divergence")
     ap.add_argument("--on-policy", type=float, default=0.0, help="logit_kd: share of steps on student samples (GKD)")
-    ap.add_argument("--fraction", type=float, default=0.05, help="share of the kept pairs for the data-efficiency run")
+    ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of every student (tiny models like it high)")
+    ap.add_argument("--fraction", type=float, default=0.05,
+                    help="data-efficiency run: this share of the 20,000 training problems")
+    ap.add_argument("--efficiency-steps", type=int, default=300, help="steps of each data-efficiency student")
+    ap.add_argument("--efficiency-temperature", type=float, default=1.0, help="tau of the soft-target student")
     ap.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=int, default=2, help="completions to print per student")
     add_common_args(ap)
@@ -80,19 +94,23 @@ def main(argv=None):
     prompts = sample_problems(args.prompts, digits=digits, ops=ops, seed=args.seed + 1)
     test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=ops, split="test", unique=True)
 
-    def budget(steps=args.steps, seed=args.seed):
-        return TrainConfig(steps=steps, batch_size=64, lr=3e-3, min_lr=3e-4, warmup=min(50, steps // 10), seed=seed)
+    def budget(steps=args.steps, lr=args.lr):
+        return TrainConfig(steps=steps, batch_size=64, lr=lr, min_lr=lr / 10, warmup=min(50, steps // 10), seed=args.seed)
 
     # 0. the teacher
     t0 = time.perf_counter()
-    if args.teacher:
-        teacher, _, _ = load_checkpoint(args.teacher, device)
-        print(f"loaded teacher from {args.teacher}")
+    saved = args.teacher or (args.out / "teacher.pt" if args.out is not None and not args.train_teacher else None)
+    trained_teacher = not (saved and Path(saved).is_file())
+    if args.teacher and trained_teacher:
+        raise SystemExit(f"--teacher {args.teacher}: no such file")
+    if not trained_teacher:
+        teacher, _, _ = load_checkpoint(saved, device)
+        print(f"loaded teacher from {saved} (--train-teacher trains a new one, about 2.5 minutes)")
     else:
         torch.manual_seed(args.seed)
         teacher = GPT(make_config(args.teacher_preset)).to(device)
-        train_supervised(teacher, build_corpus(train_problems, "think", seed=args.seed), budget(args.teacher_steps),
-                         desc="teacher")
+        train_supervised(teacher, build_corpus(train_problems, "think", seed=args.seed),
+                         budget(args.teacher_steps, lr=3e-3), desc="teacher")
     teacher_seconds = time.perf_counter() - t0
     teacher_res = evaluate(teacher, test)
     results = {"teacher": teacher_res}
@@ -166,20 +184,21 @@ def main(argv=None):
           "(R1: distilling beats RL on a small model)")
 
     # 4. data efficiency: the same few examples, hard targets vs soft targets
-    few = kept[: max(1, round(args.fraction * len(kept)))]
-    print(f"\ndata efficiency: {len(few)} pairs ({args.fraction:.0%} of the kept set), {args.steps} steps each")
+    few = kept[: max(1, round(args.fraction * len(train_problems)))]
+    print(f"\ndata efficiency: {len(few)} teacher completions ({args.fraction:.0%} of the {len(train_problems):,} "
+          f"training problems), {args.efficiency_steps} steps each")
     hard = new_student()
-    train_supervised(hard, few, budget(), desc="hard targets")
+    train_supervised(hard, few, budget(args.efficiency_steps), desc="hard targets")
     soft = new_student()
-    train_logit_kd(soft, teacher, few, KDConfig(alpha=1.0, temperature=args.temperature, train=budget()),
-                   desc="soft targets")
+    train_logit_kd(soft, teacher, few, KDConfig(alpha=1.0, temperature=args.efficiency_temperature,
+                                                 train=budget(args.efficiency_steps)), desc="soft targets")
     eff = {"hard": evaluate(hard, test)["accuracy"], "soft": evaluate(soft, test)["accuracy"]}
     print(f"  hard targets (the text) {eff['hard']:.3f}  vs  soft targets (teacher distributions, tau="
-          f"{args.temperature:g}) {eff['soft']:.3f}")
+          f"{args.efficiency_temperature:g}) {eff['soft']:.3f}")
 
     picture = None
     if args.out is not None:
-        if not args.teacher:
+        if trained_teacher:
             save_checkpoint(args.out / "teacher.pt", teacher, meta={"stage": "teacher"})
         picture = plots.bars({n: r["accuracy"] for n, r in results.items()}, args.out / "distillation.png",
                              "held-out accuracy", "accuracy")
@@ -189,7 +208,7 @@ def main(argv=None):
     print(f"\ntotal {total:.0f}s")
     write_metrics(args.out, {
         "teacher": {"accuracy": teacher_res["accuracy"], "params_active": teacher.params_active(),
-                    "params_total": teacher.params_total(), "seconds": teacher_seconds,
+                    "params_total": teacher.params_total(), "seconds": teacher_seconds, "trained": trained_teacher,
                     "by_difficulty": {d: teacher_res["by_difficulty"][d]["accuracy"] for d in levels}},
         "students": {n: {"accuracy": r["accuracy"], "params_active": models[n].params_active(),
                          "seconds": seconds[n], "by_difficulty": {d: r["by_difficulty"][d]["accuracy"] for d in levels},

@@ -341,3 +341,27 @@ def test_mixed_on_policy_share_and_moe_student(setup):
     assert [r["on_policy"] for r in h] == [False, True, False, True]
     assert all(("lm" in r) != r["on_policy"] for r in h)
     assert any(not torch.equal(b, m.gate.bias) for b, m in zip(bias, student.moe_layers()))  # bias rule ran
+
+
+def test_cached_teacher_gives_the_same_training_as_running_it_every_step():
+    import copy
+
+    from toyds.distill import KDConfig, train_logit_kd
+    from toyds.model import GPT, make_config
+    from toyds.train import TrainConfig
+
+    torch.manual_seed(0)
+    teacher = GPT(make_config("tiny", n_layer=1))
+    student = GPT(make_config("tiny", n_layer=1))
+    pairs = [("<bos>12+9=", "<think>2+9=11;1+0+1=2;so 21</think><answer>21</answer><eos>"),
+             ("<bos>3+4=", "<answer>7</answer><eos>"), ("<bos>40+2=", "<answer>42</answer><eos>")]
+    train = TrainConfig(steps=4, batch_size=4, warmup=1, progress=False)
+    runs = []
+    for cache in (True, False):
+        s = copy.deepcopy(student)
+        hist = train_logit_kd(s, teacher, pairs, KDConfig(alpha=0.5, temperature=2.0, train=train, cache_teacher=cache))
+        runs.append((s, [r["kd"] for r in hist]))
+    (a, kd_a), (b, kd_b) = runs
+    assert kd_a == pytest.approx(kd_b, rel=1e-5)
+    # the cached path differs only by float rounding (log-probabilities vs logits), which Adam can amplify
+    assert max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters())) < 1e-4

@@ -174,6 +174,7 @@ class KDConfig:
     max_new_tokens: int = 48  # on-policy completions are cut here
     sample_temperature: float = 1.0  # temperature of the student's on-policy samples (0 = greedy)
     train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, lr schedule, clip, seed, bar
+    cache_teacher: bool = True  # off-policy: run the teacher once per example up front, not once per step
 
     def __post_init__(self):
         if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
@@ -198,14 +199,47 @@ def is_on_policy_step(step: int, share: float) -> bool:
     return math.floor((step + 1) * share) > math.floor(step * share)
 
 
-def off_policy_losses(student, teacher, x, y, m, cfg: KDConfig) -> tuple[torch.Tensor, dict]:
-    """alpha * kd + (1 - alpha) * next-token loss on a collated batch x, y, m (B, T)."""
+@torch.no_grad()
+def teacher_logprobs(teacher, examples: list[tuple[list[int], int]], batch_size: int = 256) -> list[torch.Tensor]:
+    """The teacher's next-token log-probabilities for each encoded example, (len - 1, V) each.
+
+    Off-policy KD reads the same fixed texts again and again, so the teacher's
+    distributions can be computed once and stored (large KD pipelines store the
+    top-k of them). Log-probabilities serve as logits: softmax(logp / tau) is
+    softmax(logits / tau), the constant log Z cancels.
+    """
+    tok, device = Tokenizer(), next(teacher.parameters()).device
+    was = teacher.training
+    teacher.eval()
+    out = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        x, _, _ = collate(chunk, tok.pad_id, device)  # (b, T)
+        logp = torch.log_softmax(teacher(x).float(), -1)  # (b, T, V)
+        out += [row[: len(ids) - 1].cpu() for row, (ids, _) in zip(logp, chunk)]
+    teacher.train(was)
+    return out
+
+
+def stack_cached(rows: list[torch.Tensor], T: int, device) -> torch.Tensor:
+    """Right-pad cached (len_i, V) rows to one (B, T, V) tensor, as collate pads the batch."""
+    out = torch.zeros(len(rows), T, rows[0].shape[-1], device=device)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r.to(device)
+    return out
+
+
+def off_policy_losses(student, teacher, x, y, m, cfg: KDConfig, t_logits=None) -> tuple[torch.Tensor, dict]:
+    """alpha * kd + (1 - alpha) * next-token loss on a collated batch x, y, m (B, T).
+
+    t_logits (B, T, V): the teacher's cached logits or log-probabilities for x, if given."""
     logits = student(x)  # (B, T, V)
     lm = masked_lm_loss(logits, y, m)
     if cfg.alpha == 0:  # plain SFT: the teacher is not even run
         return lm, {"lm": lm.item()}
-    with torch.no_grad():
-        t_logits = teacher(x)  # (B, T, V)
+    if t_logits is None:
+        with torch.no_grad():
+            t_logits = teacher(x)  # (B, T, V)
     kd = kd_loss(logits, t_logits, m, cfg.temperature, cfg.kind, cfg.beta)
     # loss = alpha * kd + (1 - alpha) * lm
     loss = cfg.alpha * kd + (1 - cfg.alpha) * lm
@@ -282,6 +316,8 @@ def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig
     opt = make_optimizer(student, tc.lr, tc.weight_decay, tc.betas)
     teacher_was = teacher.training
     teacher.eval()  # an MoE teacher must not count loads or add aux losses
+    # off-policy steps read fixed texts: the teacher's distributions for them, once
+    cached = teacher_logprobs(teacher, examples) if cfg.cache_teacher and cfg.alpha > 0 and cfg.on_policy < 1 else None
     student.train()
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -289,12 +325,15 @@ def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, tc)
-        batch = rng.choices(examples, k=tc.batch_size)
+        picked = rng.choices(range(len(examples)), k=tc.batch_size)  # the same draws as choices(examples)
+        batch = [examples[i] for i in picked]
         on = is_on_policy_step(step, cfg.on_policy)
         if on:
             loss, stats = on_policy_losses(student, teacher, [ids[:plen] for ids, plen in batch], cfg, tok, gen)
         else:
-            loss, stats = off_policy_losses(student, teacher, *collate(batch, tok.pad_id, device), cfg)
+            x, y, m = collate(batch, tok.pad_id, device)
+            t_logits = stack_cached([cached[i] for i in picked], x.shape[1], device) if cached else None
+            loss, stats = off_policy_losses(student, teacher, x, y, m, cfg, t_logits)
         aux = student.aux_loss()  # MoE balancing loss of the student's last (training) forward
         opt.zero_grad(set_to_none=True)
         (loss if aux is None else loss + aux).backward()

@@ -131,9 +131,10 @@ def print_mistakes(records: list[dict], n: int = 5, file=None) -> None:
 
 def format_table(rows: dict[str, dict], levels: list[str], key: str = "accuracy") -> str:
     """A text table: one row per model name, one column per difficulty, then overall."""
-    head = f"{'':<14}" + "".join(f"{d + ' digit':>10}" for d in levels) + f"{'all':>8}"
+    width = max(14, *(len(name) + 2 for name in rows))
+    head = f"{'':<{width}}" + "".join(f"{d + ' digit':>10}" for d in levels) + f"{'all':>8}"
     lines = [head]
     for name, m in rows.items():
         cells = "".join(f"{m['by_difficulty'].get(d, {}).get(key, float('nan')):>10.3f}" for d in levels)
-        lines.append(f"{name:<14}{cells}{m[key]:>8.3f}")
+        lines.append(f"{name:<{width}}{cells}{m[key]:>8.3f}")
     return "\n".join(lines)

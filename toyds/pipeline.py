@@ -6,8 +6,9 @@ DeepSeek's path, as the V3 and R1 reports tell it, at toy scale:
     r1_zero   GRPO from the base with accuracy + format rewards only (R1: 2.2)
     samples   the RL model answers training problems k times; the rules keep the
               right, well-formed completions (R1: 2.3.3, rejection sampling)
-    student   a small *dense* model fine-tuned on those samples with logit KD
-              mixed in (R1: 2.4, distillation into Qwen and Llama models)
+    student   a small *dense* model fine-tuned on those samples (R1: 2.4, how the
+              Qwen and Llama models were distilled); student_logit_kd also
+              matches the RL model's next-token distributions (white-box KD)
     evaluate  every model on the same held-out problems
 
 Each stage writes DIR/stages/<stage>.pt (or .json) and DIR/stages/<stage>.metrics.json
@@ -40,7 +41,7 @@ from toyds.model import GPT, make_config
 from toyds.routing import specialisation
 from toyds.train import TrainConfig, train_supervised
 
-STAGES = ("base", "r1_zero", "samples", "student")
+STAGES = ("base", "r1_zero", "samples", "student", "student_logit_kd")
 
 
 @dataclass
@@ -50,21 +51,24 @@ class PipelineConfig:
     base_preset: str = "small"  # size of the MoE base (its active parameters)
     n_experts: int = 8  # routed experts per MoE layer
     base_steps: int = 600  # base pretraining steps
+    base_lr: float = 3e-3  # base pretraining peak learning rate
     grpo_steps: int = 80  # R1-Zero GRPO steps
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
     grpo_lr: float = 5e-5  # GRPO learning rate
-    sample_prompts: int = 1500  # training problems the RL model answers for distillation
-    samples_per_prompt: int = 2  # k completions per problem
+    sample_prompts: int = 4000  # training problems the RL model answers for distillation
+    samples_per_prompt: int = 1  # k completions per problem
     student_preset: str = "tiny"  # size of the dense student
-    student_steps: int = 500  # student fine-tuning steps
-    kd_alpha: float = 0.5  # student loss = alpha * logit KD + (1 - alpha) * next-token loss
+    student_steps: int = 700  # student fine-tuning steps
+    student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
+    kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
+    kd_temperature: float = 1.0  # softening tau of the logit KD (2 did worse here: see examples/04)
     eval_per_digit: int = 100  # held-out problems per difficulty
     seed: int = 0  # one seed for everything
 
 
-QUICK = dict(base_preset="tiny", base_steps=120, grpo_steps=6, grpo_prompts=8, group_size=4, sample_prompts=150,
-             student_steps=60, eval_per_digit=20)
+QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
+             sample_prompts=300, samples_per_prompt=2, student_steps=300, eval_per_digit=30)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -106,8 +110,8 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
         _write_json(stages / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
         return metrics
 
-    def budget(steps):
-        return TrainConfig(steps=steps, batch_size=64, lr=3e-3, min_lr=3e-4, warmup=min(50, steps // 10),
+    def budget(steps, lr=3e-3):
+        return TrainConfig(steps=steps, batch_size=64, lr=lr, min_lr=lr / 10, warmup=min(50, steps // 10),
                            seed=cfg.seed)
 
     metrics, extra = {}, {}
@@ -129,8 +133,8 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
                 load_curve.append([step, (load / load.sum()).tolist()])
 
         t0 = time.perf_counter()
-        train_supervised(base, build_corpus(train_problems, "base", seed=cfg.seed), budget(cfg.base_steps),
-                         desc="1/4 base (MoE)", step_callback=record)
+        train_supervised(base, build_corpus(train_problems, "base", seed=cfg.seed), budget(cfg.base_steps, cfg.base_lr),
+                         desc="1/5 base (MoE)", step_callback=record)
         save_checkpoint(stages / "base.pt", base, meta={"stage": "base"})
         m = _measure(base, test, time.perf_counter() - t0)
         m["load_curve"] = load_curve
@@ -148,7 +152,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
         t0 = time.perf_counter()
         gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
                           lr=cfg.grpo_lr, seed=cfg.seed)
-        history = train_grpo(policy, rl_problems, gcfg, desc="2/4 R1-Zero GRPO")
+        history = train_grpo(policy, rl_problems, gcfg, desc="2/5 R1-Zero GRPO")
         save_checkpoint(stages / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
         m = _measure(policy, test, time.perf_counter() - t0)
         m["history"] = [{k: r[k] for k in ("step", "reward", "accuracy", "format_rate", "think_rate", "mean_length")}
@@ -173,21 +177,32 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     if not kept:
         raise RuntimeError("the RL model wrote no correct, well-formed completion to distil; train longer")
 
-    # 4. student: a small dense model distilled from the RL model (text + logits)
-    if done("student"):
-        student, _, _ = load_checkpoint(stages / "student.pt", device)
-        metrics["student"] = json.loads((stages / "student.metrics.json").read_text())
-        log("student: resumed from checkpoint")
-    else:
-        torch.manual_seed(cfg.seed)
-        student = GPT(make_config(cfg.student_preset)).to(device)
-        t0 = time.perf_counter()
-        train_logit_kd(student, policy, kept, KDConfig(alpha=cfg.kd_alpha, train=budget(cfg.student_steps)),
-                       desc="4/4 distil student")
-        save_checkpoint(stages / "student.pt", student, meta={"stage": "student"})
-        metrics["student"] = finish("student", _measure(student, test, time.perf_counter() - t0))
-    log(f"student: {metrics['student']['params_active']:,} active parameters, held-out accuracy "
-        f"{metrics['student']['accuracy']:.3f}")
+    # 4. students: small dense models distilled from the RL model, from its text
+    #    (sequence-level, as R1 did) and from its text and its logits (white-box)
+    def new_student():
+        torch.manual_seed(cfg.seed)  # both students start from the same weights
+        return GPT(make_config(cfg.student_preset)).to(device)
+
+    def sequence_kd(student):
+        train_supervised(student, kept, budget(cfg.student_steps, cfg.student_lr), desc="4/5 student: sequence KD")
+
+    def logit_kd(student):
+        kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature,
+                      train=budget(cfg.student_steps, cfg.student_lr))
+        train_logit_kd(student, policy, kept, kd, desc="5/5 student: logit KD")
+
+    for name, fit in (("student", sequence_kd), ("student_logit_kd", logit_kd)):
+        if done(name):
+            metrics[name] = json.loads((stages / f"{name}.metrics.json").read_text())
+            log(f"{name}: resumed from checkpoint")
+        else:
+            student = new_student()
+            t0 = time.perf_counter()
+            fit(student)
+            save_checkpoint(stages / f"{name}.pt", student, meta={"stage": name})
+            metrics[name] = finish(name, _measure(student, test, time.perf_counter() - t0))
+        log(f"{name}: {metrics[name]['params_active']:,} active parameters, held-out accuracy "
+            f"{metrics[name]['accuracy']:.3f}")
 
     # 5. the table and the pictures
     levels = [str(d) for d in cfg.digits]
@@ -195,9 +210,9 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
             for n, m in metrics.items()}
     log("\nheld-out accuracy (greedy) by number of digits:")
     log(format_table(rows, levels))
-    log(f"\n{'':<10}{'params':>10}{'active':>10}{'accuracy':>10}{'format':>8}{'think len':>11}{'train s':>9}")
+    log(f"\n{'':<18}{'params':>10}{'active':>10}{'accuracy':>10}{'format':>8}{'think len':>11}{'train s':>9}")
     for n, m in metrics.items():
-        log(f"{n:<10}{m['params_total']:>10,}{m['params_active']:>10,}{m['accuracy']:>10.3f}{m['format_rate']:>8.3f}"
+        log(f"{n:<18}{m['params_total']:>10,}{m['params_active']:>10,}{m['accuracy']:>10.3f}{m['format_rate']:>8.3f}"
             f"{m['mean_think_length']:>11.1f}{m['seconds']:>9.0f}")
 
     hist = {"r1_zero": metrics["r1_zero"]["history"]}
