@@ -5,8 +5,10 @@
 
 Stages (toyds/pipeline.py): pretrain a sparse MoE base model on the mixed
 arithmetic corpus; R1-Zero GRPO with accuracy + format rewards; rejection-sample
-the RL model's reasoning; distil it into a small dense student (sequence-level
-text with logit KD mixed in); evaluate every model on the same held-out problems.
+the RL model's reasoning; distil it into two small dense students (`student`,
+fine-tuned on the kept text as R1 did, and `student_logit_kd`, which also matches
+the RL model's next-token distributions); evaluate every model on the same
+held-out problems.
 Each stage saves a checkpoint and its metrics under DIR/stages; --resume skips the
 finished ones. Ends with one table (total and active parameters, held-out accuracy
 by difficulty, format rate, mean thinking length, training seconds) and the paths
@@ -14,7 +16,7 @@ of the pictures it drew (text tables instead, without matplotlib).
 
 Takes about 8 minutes on 2 laptop CPU cores; --quick about 1 minute (the README has
 the measured runs). With --out DIR: DIR/metrics.json with {"models": {"base"|"r1_zero"|
-"student": {"params_total", "params_active", "accuracy", "format_rate",
+"student"|"student_logit_kd": {"params_total", "params_active", "accuracy", "format_rate",
 "mean_think_length", "seconds"}}, "seconds_total": s}. Look inside afterwards:
     toyds solve "347+589" --model DIR/stages/r1_zero.pt
     toyds experts "347+589" --model DIR/stages/base.pt
