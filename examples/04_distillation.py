@@ -63,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--train-teacher", action="store_true", help="train a new teacher even if DIR/teacher.pt exists")
     ap.add_argument("--teacher-preset", default="small", help="teacher size preset (when training one)")
     ap.add_argument("--teacher-steps", type=int, default=500, help="teacher fine-tuning steps on worked traces")
+    ap.add_argument("--teacher-lr", type=float, default=3e-3, help="teacher peak learning rate")
     ap.add_argument("--student-preset", default="tiny", help="student size preset")
     ap.add_argument("--steps", type=int, default=700, help="optimiser steps for every student (the budget)")
     ap.add_argument("--rl-steps", type=int, default=60, help="GRPO steps of the rl student, after its pretraining")
@@ -110,7 +111,7 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         teacher = GPT(make_config(args.teacher_preset)).to(device)
         train_supervised(teacher, build_corpus(train_problems, "think", seed=args.seed),
-                         budget(args.teacher_steps, lr=3e-3), desc="teacher")
+                         budget(args.teacher_steps, lr=args.teacher_lr), desc="teacher")
     teacher_seconds = time.perf_counter() - t0
     teacher_res = evaluate(teacher, test)
     results = {"teacher": teacher_res}
