@@ -52,8 +52,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     train = sample_problems(args.train_problems, digits=digits, ops=("+",), seed=args.seed)
     test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=("+",), split="test", unique=True)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
-                      warmup=min(50, args.steps // 10), seed=args.seed)
+    cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, args.seed)
 
     results, models = {}, {}
     for style in ("direct", "think"):

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.model import GPT, make_config
-from toyds.routing import specialisation, validation_load
+from toyds.routing import LoadCurve, specialisation, validation_load
 from toyds.runs import add_common_args, setup, write_metrics
 from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
@@ -77,17 +77,11 @@ def train_run(kind: str, seed: int, args, threads: int) -> dict:
     tok = Tokenizer()
     train_pairs, val_pairs = data(args)
     model = build(kind, args, seed).to(args.device)
-    curve = []
+    curve = LoadCurve(layer=0, every=10)  # each expert's share of the first layer's tokens
 
-    def record(step, m):  # each expert's share of the first layer's tokens, every 10 steps
-        if step % 10 == 0 and m.moe_layers():
-            load = m.moe_layers()[0].load
-            curve.append((step, (load / load.sum()).tolist()))
-
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=3e-3, min_lr=3e-4,
-                      warmup=min(50, args.steps // 10), seed=seed, progress=args.jobs == 1)
+    cfg = TrainConfig.recipe(args.steps, 3e-3, args.batch_size, seed, progress=args.jobs == 1)
     t0 = time.perf_counter()
-    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=record)
+    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=curve)
     row = {"kind": kind, "seed": seed, "seconds": time.perf_counter() - t0,
            "val_loss": eval_loss(model, encode_pairs(val_pairs, tok), tok.pad_id),
            "params_total": model.params_total(), "params_active": model.params_active()}
@@ -98,7 +92,7 @@ def train_run(kind: str, seed: int, args, threads: int) -> dict:
         row["load_entropy"] = min(layer["load_entropy"] for layer in layers)
         row["per_layer"] = layers
     if seed == 0:
-        row["curve"] = curve
+        row["curve"] = curve.points
         row["state"] = {k: v.cpu() for k, v in model.state_dict().items()}
     return row
 

@@ -51,8 +51,7 @@ def pretrain_base(args, device, digits):
     torch.manual_seed(args.seed)
     model = GPT(make_config(args.preset)).to(device)
     problems = sample_problems(args.pretrain_problems, digits=digits, ops=tuple(args.ops), seed=args.seed)
-    cfg = TrainConfig(steps=args.pretrain_steps, batch_size=64, lr=3e-3, min_lr=3e-4,
-                      warmup=min(50, args.pretrain_steps // 10), seed=args.seed)
+    cfg = TrainConfig.recipe(args.pretrain_steps, 3e-3, seed=args.seed)
     train_supervised(model, build_corpus(problems, "base", seed=args.seed), cfg, desc="pretrain base")
     return model
 
@@ -78,10 +77,9 @@ def learned_rm_run(base, rl_problems, test, args, device):
     rm = RewardModel(make_config("tiny")).to(device)
     train_reward_model(rm, full, labels, RMConfig(steps=args.rm_steps, seed=args.seed))
     # how good a judge is it, on fresh base samples it was not trained on?
-    fresh_p = test
-    fresh = complete(base, fresh_p, temperature=1.0, samples=2, seed=args.seed + 2)
-    truth = [accuracy_reward(t, fresh_p[i // 2].answer) for i, t in enumerate(fresh)]
-    judged = rm.score([fresh_p[i // 2].prompt() + t for i, t in enumerate(fresh)])
+    fresh = complete(base, test, temperature=1.0, samples=2, seed=args.seed + 2)
+    truth = [accuracy_reward(t, test[i // 2].answer) for i, t in enumerate(fresh)]
+    judged = rm.score([test[i // 2].prompt() + t for i, t in enumerate(fresh)])
     agree = sum((j > 0.5) == (y > 0.5) for j, y in zip(judged, truth)) / len(truth)
     print(f"\nlearned reward model: {sum(labels):.0f}/{len(labels)} positive labels; "
           f"agrees with the rule on {agree:.1%} of fresh base samples")

@@ -96,7 +96,7 @@ def main(argv=None):
     test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=ops, split="test", unique=True)
 
     def budget(steps=args.steps, lr=args.lr):
-        return TrainConfig(steps=steps, batch_size=64, lr=lr, min_lr=lr / 10, warmup=min(50, steps // 10), seed=args.seed)
+        return TrainConfig.recipe(steps, lr, seed=args.seed)
 
     # 0. the teacher
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toyds.model import GPT, make_config
-from toyds.routing import load_stats, routed_tokens, specialisation, token_classes, validation_load
+from toyds.routing import LoadCurve, load_stats, routed_tokens, specialisation, token_classes, validation_load
 
 
 def test_load_stats_by_hand():
@@ -63,3 +63,17 @@ def test_specialisation_rows_are_shares_that_match_a_count():
 def test_dense_model_has_nothing_to_show():
     with pytest.raises(ValueError, match="no MoE layers"):
         specialisation(GPT(make_config("tiny")), TEXTS)
+
+
+def test_load_curve_records_shares_every_n_steps():
+    m = moe_model()
+    curve = LoadCurve(layer=1, every=2)
+    for step in range(5):
+        m(torch.randint(3, 53, (2, 6)))
+        curve(step, m)
+    assert [s for s, _ in curve.points] == [0, 2, 4]
+    last = m.moe_layers()[1].load
+    assert curve.points[-1][1] == pytest.approx((last / last.sum()).tolist()) and sum(curve.points[-1][1]) == pytest.approx(1)
+    dense = LoadCurve()
+    dense(0, GPT(make_config("tiny")))
+    assert dense.points == []

@@ -83,3 +83,10 @@ def test_bad_config_and_data():
         TrainConfig(steps=10, warmup=10)
     with pytest.raises(ValueError, match="no training pairs"):
         train_supervised(GPT(make_config("tiny")), [], TrainConfig(steps=2, warmup=0))
+
+
+def test_recipe_is_the_documented_schedule():
+    cfg = TrainConfig.recipe(700, 1e-2, batch_size=32, seed=3, progress=False)
+    assert (cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup, cfg.batch_size, cfg.seed, cfg.progress) == \
+        (700, 1e-2, 1e-3, 50, 32, 3, False)
+    assert TrainConfig.recipe(200).warmup == 20 and TrainConfig.recipe(200).min_lr == 3e-3 / 10

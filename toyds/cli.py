@@ -50,8 +50,7 @@ def cmd_train(args) -> int:
     print(f"{args.preset} {args.ffn} model: {model.params_total():,} parameters "
           f"({model.params_active():,} active per token); corpus {args.corpus!r}")
     t0 = time.perf_counter()
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
-                      warmup=min(50, args.steps // 10), seed=args.seed)
+    cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, args.seed)
     train_supervised(model, build_corpus(problems, args.corpus, seed=args.seed), cfg)
     test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True)
     res = evaluate(model, test)

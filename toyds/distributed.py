@@ -292,8 +292,8 @@ class ExpertParallelMoE(MoE):
         wanted = self.cfg.dispatch == "grouped_mm" or (self.cfg.dispatch == "auto" and x.is_cuda)  # as MoE.routed
         return wanted and grouped_mm_available(x, self.cfg)
 
-    def _record(self, x, indices, keep):
-        E, N = self.cfg.n_experts, len(x)
+    def _record(self, scores, indices, keep):
+        E, N = self.cfg.n_experts, len(scores)
         kept = indices if keep is None else indices[keep]
         counts = torch.cat([
             torch.bincount(kept.flatten(), minlength=E),  # (E,) copies the experts ran
@@ -310,15 +310,14 @@ class ExpertParallelMoE(MoE):
         if self.training:
             self._pending_load += self.load
             if self.cfg.balance == "aux_loss":
-                self.aux_loss = self._aux_share(x, counts[E : 2 * E], int(counts[-1]))
+                self.aux_loss = self._aux_share(scores, counts[E : 2 * E], int(counts[-1]))
 
-    def _aux_share(self, x, chosen: torch.Tensor, n_global: int) -> torch.Tensor:
+    def _aux_share(self, scores, chosen: torch.Tensor, n_global: int) -> torch.Tensor:
         """This rank's share of alpha * E * sum_i f_i * P_i over the whole batch
         (see MoE.balance_loss): f from the global counts, P summed over my tokens only."""
         E, K = self.cfg.n_experts, self.cfg.top_k
-        scores = self.gate.scores(x)  # (N, E)
-        probs = scores / scores.sum(-1, keepdim=True)
-        f = (chosen / (n_global * K)).to(x)  # (E,) share of all copies, a count: no gradient
+        probs = scores / scores.sum(-1, keepdim=True)  # (N, E), my tokens
+        f = (chosen / (n_global * K)).to(scores)  # (E,) share of all copies, a count: no gradient
         P_share = probs.sum(0) / n_global  # (E,) my tokens' part of the mean probability
         # L_aux = alpha * E * sum_i f_i * P_i, and P_i = sum over ranks of P_share_i
         return self.cfg.aux_loss_alpha * E * (f * P_share).sum()

@@ -120,11 +120,15 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, D) -> (weights (N, K), indices (N, K))."""
+        return self.route(self.scores(x))
+
+    def route(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Affinity scores (N, E) -> (weights (N, K), indices (N, K)); the MoE keeps the
+        scores, because the auxiliary loss is made of them too."""
         cfg = self.cfg
-        scores = self.scores(x)  # (N, E), what the weights are made of
         choice = scores + self.bias if cfg.balance == "bias" else scores  # what selection sees
         if cfg.n_groups > 1:
-            grouped = choice.view(len(x), cfg.n_groups, -1)  # (N, groups, E / groups)
+            grouped = choice.view(len(scores), cfg.n_groups, -1)  # (N, groups, E / groups)
             if cfg.balance == "bias":  # group score = sum of its top-2 biased scores
                 group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # (N, groups)
             else:  # group score = its best expert
@@ -165,11 +169,12 @@ class MoE(nn.Module):
         x = x.reshape(-1, self.cfg.dim)  # (N, D)
         y = self.shared_experts(x) if self.shared_experts is not None else torch.zeros_like(x)
         xr = x if real is None else x[real]  # (n, D) the tokens that are routed
-        weights, indices = self.gate(xr)  # (n, K), (n, K)
+        scores = self.gate.scores(xr)  # (n, E)
+        weights, indices = self.gate.route(scores)  # (n, K), (n, K)
         keep = self.capacity_mask(indices) if (self.training and self.cfg.capacity_factor) else None
         routed = self.routed(xr, weights, indices, keep)  # (n, D)
         y = y + routed if real is None else y.index_add(0, real.nonzero()[:, 0], routed)
-        self._record(xr, indices, keep)
+        self._record(scores, indices, keep)
         return y.view(shape)
 
     def routed(self, x, weights, indices, keep=None) -> torch.Tensor:
@@ -200,7 +205,7 @@ class MoE(nn.Module):
         return (rank < capacity).view(N, K)
 
     # ------------------------------------------------------------- balancing
-    def _record(self, x, indices, keep):
+    def _record(self, scores, indices, keep):
         E = self.cfg.n_experts
         chosen = indices if keep is None else indices[keep]
         load = torch.bincount(chosen.flatten(), minlength=E).to(torch.float32).cpu()  # (E,)
@@ -210,9 +215,9 @@ class MoE(nn.Module):
         if self.training:
             self._pending_load += load
             if self.cfg.balance == "aux_loss":
-                self.aux_loss = self.balance_loss(x, indices)
+                self.aux_loss = self.balance_loss(scores, indices)
 
-    def balance_loss(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    def balance_loss(self, scores: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Switch/GShard auxiliary loss  alpha * E * sum_i f_i * P_i.
 
         f_i: the share of the N*K token-expert assignments that went to expert i
@@ -222,9 +227,8 @@ class MoE(nn.Module):
         Only P carries gradient: f is a count.
         """
         E = self.cfg.n_experts
-        scores = self.gate.scores(x)  # (N, E)
-        probs = scores / scores.sum(-1, keepdim=True)  # no-op for softmax
-        f = torch.bincount(indices.flatten(), minlength=E).to(x.dtype) / indices.numel()  # (E,)
+        probs = scores / scores.sum(-1, keepdim=True)  # (N, E); a no-op for softmax
+        f = torch.bincount(indices.flatten(), minlength=E).to(scores.dtype) / indices.numel()  # (E,)
         P = probs.mean(0)  # (E,)
         # L_aux = alpha * E * sum_i f_i * P_i
         return self.cfg.aux_loss_alpha * E * (f * P).sum()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,8 @@ from toyds.distill import KDConfig, rejection_sample, train_logit_kd
 from toyds.evaluate import evaluate, format_table
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
-from toyds.routing import specialisation
+from toyds.routing import LoadCurve, specialisation
+from toyds.runs import write_json
 from toyds.train import TrainConfig, train_supervised
 
 STAGES = ("base", "r1_zero", "samples", "student", "student_logit_kd")
@@ -71,12 +71,6 @@ QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, gr
              sample_prompts=300, samples_per_prompt=2, student_steps=300, eval_per_digit=30)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)  # atomic: the old file or the new one, never half
-
-
 def _measure(model, test, seconds: float) -> dict:
     res = evaluate(model, test)
     return {
@@ -107,12 +101,11 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
         return resume and artefact.is_file() and (stages / f"{stage}.metrics.json").is_file()
 
     def finish(stage, metrics):
-        _write_json(stages / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
+        write_json(stages / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
         return metrics
 
     def budget(steps, lr=3e-3):
-        return TrainConfig(steps=steps, batch_size=64, lr=lr, min_lr=lr / 10, warmup=min(50, steps // 10),
-                           seed=cfg.seed)
+        return TrainConfig.recipe(steps, lr, seed=cfg.seed)
 
     metrics, extra = {}, {}
 
@@ -125,19 +118,14 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
         torch.manual_seed(cfg.seed)
         base = GPT(make_config(cfg.base_preset, ffn="moe", moe=dict(n_experts=cfg.n_experts, top_k=2,
                                                                       n_shared_experts=1, balance="bias"))).to(device)
-        load_curve = []
-
-        def record(step, m):
-            if step % 10 == 0:
-                load = m.moe_layers()[0].load
-                load_curve.append([step, (load / load.sum()).tolist()])
+        load_curve = LoadCurve(layer=0, every=10)  # for the expert-load picture
 
         t0 = time.perf_counter()
         train_supervised(base, build_corpus(train_problems, "base", seed=cfg.seed), budget(cfg.base_steps, cfg.base_lr),
-                         desc="1/5 base (MoE)", step_callback=record)
+                         desc="1/5 base (MoE)", step_callback=load_curve)
         save_checkpoint(stages / "base.pt", base, meta={"stage": "base"})
         m = _measure(base, test, time.perf_counter() - t0)
-        m["load_curve"] = load_curve
+        m["load_curve"] = load_curve.points
         metrics["base"] = finish("base", m)
     log(f"base: {metrics['base']['params_total']:,} parameters, {metrics['base']['params_active']:,} active; "
         f"held-out accuracy {metrics['base']['accuracy']:.3f}")
@@ -170,7 +158,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
         t0 = time.perf_counter()
         problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
         kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
-        _write_json(stages / "samples.json", kept)
+        write_json(stages / "samples.json", kept)
         extra["samples"] = finish("samples", {**stats, "seconds": time.perf_counter() - t0})
     s = extra["samples"]
     log(f"samples: kept {s['kept']}/{s['samples']} ({s['keep_rate']:.0%}) right, well-formed completions")

@@ -97,6 +97,21 @@ def specialisation(model, texts: list[str], layer: int = -1) -> tuple[list[str],
     return present, counts / counts.sum(1, keepdim=True)
 
 
+class LoadCurve:
+    """A step_callback for train_supervised: every `every` steps, each expert's share
+    of one MoE layer's tokens in that step. points: [(step, [share of e0, e1, ...]), ...]."""
+
+    def __init__(self, layer: int = 0, every: int = 10):
+        self.layer, self.every = layer, every
+        self.points: list[tuple[int, list[float]]] = []
+
+    def __call__(self, step: int, model) -> None:
+        layers = model.moe_layers()
+        if step % self.every == 0 and layers:
+            load = layers[self.layer].load  # (E,)
+            self.points.append((step, (load / load.sum()).tolist()))
+
+
 @torch.no_grad()
 def validation_load(model, texts: list[str]) -> list[dict]:
     """load_stats of every MoE layer over the real tokens of `texts`."""

@@ -62,13 +62,21 @@ def _clean(x):
     return x
 
 
+def write_json(path: Path, obj) -> Path:
+    """Write obj as JSON atomically: beside the file, then renamed over it, so a
+    reader (or a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=2))
+    tmp.replace(path)
+    return path
+
+
 def write_metrics(out: Path | None, metrics: dict) -> Path | None:
     """Write out/metrics.json (atomically) if --out was given."""
     if out is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
-    path, tmp = out / "metrics.json", out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(_clean(metrics), indent=2))
-    tmp.replace(path)
+    path = write_json(out / "metrics.json", metrics)
     print(f"wrote {path}")
     return path

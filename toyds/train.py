@@ -48,6 +48,13 @@ class TrainConfig:
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
     progress: bool = True  # show a tqdm bar
 
+    @classmethod
+    def recipe(cls, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0, **fields) -> TrainConfig:
+        """The schedule every toyds example trains with: warm-up over a tenth of the run
+        (at most 50 steps), then cosine decay from lr to lr / 10."""
+        return cls(steps=steps, batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup=min(50, steps // 10), seed=seed,
+                   **fields)
+
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
