@@ -77,3 +77,10 @@ def test_load_curve_records_shares_every_n_steps():
     dense = LoadCurve()
     dense(0, GPT(make_config("tiny")))
     assert dense.points == []
+
+
+def test_load_curve_bad_settings_are_named():
+    with pytest.raises(ValueError, match="every=0"):
+        LoadCurve(every=0)
+    with pytest.raises(ValueError, match=r"layer=5\): the model has 2 MoE layers, so layer must be in -2..1"):
+        LoadCurve(layer=5)(0, moe_model())

@@ -1,9 +1,10 @@
 """Looking inside a mixture of experts: who got which tokens, and how evenly.
 
 An MoE layer (toyds/moe.py) records, after every forward, the experts it chose
-for each token (`moe.indices`, (N, K)) and how many assignments each expert ran
-(`moe.load`, (E,)). This module turns those into the numbers the MoE example,
-the pipeline and `toyds experts` print:
+for each real (non-padding) token (`moe.indices`, (n, K)) and how many assignments
+each expert ran (`moe.load`, (E,)). This module turns those into the numbers the
+MoE example, the pipeline and `toyds experts` print (and LoadCurve records the
+load over training, for the picture):
 
     max_load_ratio   max_i load_i / mean_i load_i        1.0 is perfect balance
     dead_experts     experts with load_i < 0.1 * mean load (they barely learn)
@@ -14,7 +15,7 @@ digits of the worked trace, the digits of the answer, ...) the share of its
 assignments that went to each expert. DeepSeekMoE (Dai et al. 2024) argues that
 fine-grained experts specialise; at toy scale you can watch it happen.
 
-Shapes: B texts, T tokens, N = B*T token positions, K top-k, E experts.
+Shapes: B texts, T tokens, n real tokens among the B*T positions, K top-k, E experts.
 """
 
 from __future__ import annotations
@@ -102,11 +103,16 @@ class LoadCurve:
     of one MoE layer's tokens in that step. points: [(step, [share of e0, e1, ...]), ...]."""
 
     def __init__(self, layer: int = 0, every: int = 10):
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"LoadCurve(every={every!r}): record every n >= 1 steps")
         self.layer, self.every = layer, every
         self.points: list[tuple[int, list[float]]] = []
 
     def __call__(self, step: int, model) -> None:
         layers = model.moe_layers()
+        if layers and not -len(layers) <= self.layer < len(layers):
+            raise ValueError(f"LoadCurve(layer={self.layer}): the model has {len(layers)} MoE layers, "
+                             f"so layer must be in {-len(layers)}..{len(layers) - 1}")
         if step % self.every == 0 and layers:
             load = layers[self.layer].load  # (E,)
             self.points.append((step, (load / load.sum()).tolist()))

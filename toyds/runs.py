@@ -2,8 +2,9 @@
 
 Each script takes --device (CPU by default), --threads (set explicitly: these
 machines have 2 shared cores, and torch's default can oversubscribe them),
---seed and --out DIR; `finish` writes DIR/metrics.json with the figures the
-script printed. Kept here so the examples stay about their idea, not plumbing.
+--seed and --out DIR; `write_metrics` writes DIR/metrics.json with the figures
+the script printed (atomically, through `write_json`, which the pipeline's stage
+files use too). Kept here so the examples stay about their idea, not plumbing.
 """
 
 from __future__ import annotations
