@@ -30,7 +30,7 @@ from toyds.arithmetic import build_corpus, sample_problems
 from toyds.checkpoint import save_checkpoint
 from toyds.evaluate import evaluate, format_table, print_mistakes
 from toyds.model import GPT, make_config
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -40,18 +40,18 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=700, help="optimiser steps per model")
     ap.add_argument("--batch-size", type=int, default=64, help="sequences per step")
     ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (tiny models like it high)")
-    ap.add_argument("--digits", default="1,2,3,4", help="comma-separated digit counts to train and test on")
     ap.add_argument("--train-problems", type=int, default=20000, help="distinct training problems to draw from")
     ap.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=int, default=3, help="completions and mistakes to print per model")
+    add_problem_args(ap, digits="1,2,3,4")
     add_common_args(ap)
     args = ap.parse_args(argv)
     device = setup(args)
-    digits = tuple(int(d) for d in args.digits.split(","))
+    digits = args.digits
 
     t_start = time.perf_counter()
-    train = sample_problems(args.train_problems, digits=digits, ops=("+",), seed=args.seed)
-    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=("+",), split="test", unique=True)
+    train = sample_problems(args.train_problems, digits=digits, ops=args.ops, seed=args.seed)
+    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True)
     cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, args.seed)
 
     results, models = {}, {}

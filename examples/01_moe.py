@@ -42,29 +42,30 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import torch
 from tqdm.auto import tqdm
 
-from toyds import plots
+from toyds import balance, plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.model import GPT, make_config
 from toyds.routing import LoadCurve, specialisation, validation_load
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
 
 
 def build(kind: str, args, seed: int):
-    """'dense', or 'moe-<balance>' with balance in none / aux_loss / bias."""
+    """'dense', or 'moe-<balance>' with balance any of balance.recipes() (toyds/balance.py)."""
     torch.manual_seed(seed)
     shape = dict(n_layer=args.layers, dim=args.dim, hidden_dim=3 * args.expert_dim, n_head=4)
     if kind == "dense":
         return GPT(make_config("tiny", **shape))
     moe = dict(n_experts=args.experts, top_k=2, n_shared_experts=1, expert_dim=args.expert_dim,
-               balance=kind.split("-", 1)[1], bias_update_speed=args.bias_speed, aux_loss_alpha=args.aux_alpha)
+               balance=kind.split("-", 1)[1], bias_update_speed=args.bias_speed, aux_loss_alpha=args.aux_alpha,
+               seq_aux_alpha=args.seq_alpha)
     return GPT(make_config("tiny", ffn="moe", moe=moe, **shape))
 
 
 def data(args):
     """The same corpus and validation set in every run (and every worker process)."""
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops)
+    digits, ops = args.digits, args.ops
     train_pairs = build_corpus(sample_problems(20000, digits=digits, ops=ops, seed=0), "base", seed=0)
     val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True),
                              "base", seed=1)
@@ -79,9 +80,10 @@ def train_run(kind: str, seed: int, args, threads: int) -> dict:
     model = build(kind, args, seed).to(args.device)
     curve = LoadCurve(layer=0, every=10)  # each expert's share of the first layer's tokens
 
-    cfg = TrainConfig.recipe(args.steps, 3e-3, args.batch_size, seed, progress=args.jobs == 1)
+    cfg = TrainConfig.recipe(args.steps, 3e-3, args.batch_size, seed)
     t0 = time.perf_counter()
-    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=curve)
+    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=curve,
+                     progress=None if args.jobs == 1 else False)
     row = {"kind": kind, "seed": seed, "seconds": time.perf_counter() - t0,
            "val_loss": eval_loss(model, encode_pairs(val_pairs, tok), tok.pad_id),
            "params_total": model.params_total(), "params_active": model.params_active()}
@@ -107,9 +109,9 @@ def main(argv=None):
     ap.add_argument("--experts", type=int, default=8, help="routed experts E")
     ap.add_argument("--expert-dim", type=int, default=32, help="width of each expert; the dense FFN is 3x this")
     ap.add_argument("--bias-speed", type=float, default=0.001, help="gamma of DeepSeek-V3's bias update")
-    ap.add_argument("--aux-alpha", type=float, default=0.01, help="alpha of the auxiliary balancing loss")
-    ap.add_argument("--digits", default="1,2,3,4", help="comma-separated digit counts")
-    ap.add_argument("--ops", default="+-x", help="operations, from + - x")
+    ap.add_argument("--aux-alpha", type=float, default=0.01, help="alpha of the batch-wise auxiliary balancing loss")
+    ap.add_argument("--seq-alpha", type=float, default=0.0001, help="alpha of V3's sequence-wise auxiliary loss")
+    add_problem_args(ap, digits="1,2,3,4", ops="+,-,x")
     ap.add_argument("--val-problems", type=int, default=1000, help="held-out problems for the validation loss")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained side by side, one thread each (1 = in this process)")
     add_common_args(ap)
@@ -121,7 +123,8 @@ def main(argv=None):
     _, val_pairs = data(args)
     val_texts = [p + c for p, c in val_pairs]
 
-    kinds = ("dense", "moe-bias", "moe-none", "moe-aux_loss")
+    rules = balance.recipes()  # every balancing rule in toyds/balance.py, and V3's combination
+    kinds = ("dense", *(f"moe-{r}" for r in rules))
     todo = [(kind, seed) for seed in range(args.seeds) for kind in kinds]
     rows = []
     if args.jobs == 1:
@@ -163,9 +166,9 @@ def main(argv=None):
 
     print("\n2. balancing (worst layer on the validation set, mean over seeds)")
     print(f"{'':<10}{'max/mean load':>15}{'dead experts':>14}{'load entropy':>14}{'val loss':>10}")
-    for k in ("moe-none", "moe-aux_loss", "moe-bias"):
-        r = table[k]
-        print(f"{k[4:]:<10}{r['max_load_ratio']:>15.2f}{r['dead_experts']:>14.1f}{r['load_entropy']:>14.3f}"
+    for rule in rules:
+        r = table[f"moe-{rule}"]
+        print(f"{rule:<14}{r['max_load_ratio']:>11.2f}{r['dead_experts']:>14.1f}{r['load_entropy']:>14.3f}"
               f"{r['val_loss']:>10.4f}")
 
     classes, share = specialisation(keep, val_texts[:300], layer=0)
@@ -192,8 +195,8 @@ def main(argv=None):
         "dense": dense,
         "moe": moe,
         "moe_minus_dense": -gap,
-        "balancing": {k[4:]: {x: table[k][x] for x in ("max_load_ratio", "dead_experts", "load_entropy", "val_loss",
-                                                       "val_loss_std")} for k in ("moe-none", "moe-aux_loss", "moe-bias")},
+        "balancing": {r: {x: table[f"moe-{r}"][x] for x in ("max_load_ratio", "dead_experts", "load_entropy", "val_loss",
+                                                            "val_loss_std")} for r in rules},
         "specialisation": {"layer": 0, "classes": classes, "share": share.tolist()},
         "load_curves": {k[4:]: load_curves[k] for k in ("moe-none", "moe-bias")},
         "steps": args.steps, "seeds": args.seeds, "seconds": seconds, "pictures": pictures,

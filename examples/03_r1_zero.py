@@ -36,12 +36,12 @@ import torch
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.evaluate import complete, evaluate, format_table, pass_at_k
+from toyds.evaluate import complete, evaluate, format_table, pass_at_k, rollout_measures
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
-from toyds.reward_model import RewardModel, RMConfig, as_reward_fn, train_reward_model
-from toyds.rewards import accuracy_reward
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.reward_model import RewardModel, as_reward_fn, train_reward_model
+from toyds.rewards import accuracy_reward, accuracy_reward_batch, format_reward_batch
+from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 from toyds.train import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
@@ -50,7 +50,7 @@ KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
 def pretrain_base(args, device, digits):
     torch.manual_seed(args.seed)
     model = GPT(make_config(args.preset)).to(device)
-    problems = sample_problems(args.pretrain_problems, digits=digits, ops=tuple(args.ops), seed=args.seed)
+    problems = sample_problems(args.pretrain_problems, digits=digits, ops=args.ops, seed=args.seed)
     cfg = TrainConfig.recipe(args.pretrain_steps, 3e-3, seed=args.seed)
     train_supervised(model, build_corpus(problems, "base", seed=args.seed), cfg, desc="pretrain base")
     return model
@@ -75,7 +75,7 @@ def learned_rm_run(base, rl_problems, test, args, device):
     full = [probs[i // 4].prompt() + t for i, t in enumerate(texts)]
     torch.manual_seed(args.seed)
     rm = RewardModel(make_config("tiny")).to(device)
-    train_reward_model(rm, full, labels, RMConfig(steps=args.rm_steps, seed=args.seed))
+    train_reward_model(rm, full, labels, TrainConfig.recipe(args.rm_steps, 1e-3, seed=args.seed))
     # how good a judge is it, on fresh base samples it was not trained on?
     fresh = complete(base, test, temperature=1.0, samples=2, seed=args.seed + 2)
     truth = [accuracy_reward(t, test[i // 2].answer) for i, t in enumerate(fresh)]
@@ -86,7 +86,9 @@ def learned_rm_run(base, rl_problems, test, args, device):
 
     policy = copy.deepcopy(base)
     cfg = dataclasses.replace(grpo_config(args), steps=args.rm_grpo_steps)
-    hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], desc="grpo (learned reward)")
+    # the learned reward drives; the rules are logged beside it (measure_fn), never rewarded
+    hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], measure_fn=rollout_measures,
+                      desc="grpo (learned reward)")
     res, records = evaluate(policy, test, return_records=True)
     proxy = sum(rm.score([r["problem"].prompt() + r["completion"] for r in records])) / len(records)
     return {
@@ -106,8 +108,6 @@ def grpo_config(args) -> GRPOConfig:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", default="small", help="base model size preset")
-    ap.add_argument("--digits", default="1,2,3", help="comma-separated digit counts (difficulty levels)")
-    ap.add_argument("--ops", default="+", help="operations, from + - x")
     ap.add_argument("--base", default=None, help="load this base checkpoint instead of pretraining one")
     ap.add_argument("--pretrain-steps", type=int, default=450, help="base model pretraining steps")
     ap.add_argument("--pretrain-problems", type=int, default=20000, help="problems in the base corpus")
@@ -125,10 +125,11 @@ def main(argv=None):
     ap.add_argument("--rm-grpo-steps", type=int, default=40, help="GRPO steps against the learned reward model")
     ap.add_argument("--no-learned-rm", action="store_true", help="skip step 4 (the learned reward model run)")
     ap.add_argument("--show", type=int, default=4, help="completions to print in full")
+    add_problem_args(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
     device = setup(args)
-    digits = tuple(int(d) for d in args.digits.split(","))
+    digits = args.digits
     levels = [str(d) for d in digits]
     t_start = time.perf_counter()
 
@@ -140,9 +141,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         base = pretrain_base(args, device, digits)
         print(f"pretrained base model ({base.params_total():,} parameters) in {time.perf_counter() - t0:.0f}s")
-    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=tuple(args.ops), split="test",
-                           unique=True)
-    rl_problems = sample_problems(5000, digits=digits, ops=tuple(args.ops), seed=args.seed + 1000)
+    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True)
+    rl_problems = sample_problems(5000, digits=digits, ops=args.ops, seed=args.seed + 1000)
 
     before, _ = snapshot(base, test, args)
     forced = evaluate(base, test, prefix="<think>")
@@ -151,7 +151,9 @@ def main(argv=None):
     # 2. R1-Zero: GRPO with rule-based rewards only
     policy = copy.deepcopy(base)
     t0 = time.perf_counter()
-    history = train_grpo(policy, rl_problems, grpo_config(args), desc="grpo (rules)")
+    # R1's rewards, passed explicitly: add a reward function (and its weight) here
+    history = train_grpo(policy, rl_problems, grpo_config(args), reward_fns=[accuracy_reward_batch, format_reward_batch],
+                         reward_weights=[1.0, 0.5], measure_fn=rollout_measures, desc="grpo (rules)")
     rl_seconds = time.perf_counter() - t0
     after, records = snapshot(policy, test, args)
     pk_after = pass_at_k(policy, test, args.pass_k, seed=args.seed)
@@ -213,7 +215,7 @@ def main(argv=None):
         "by_difficulty": {d: {"before": pick(before["by_difficulty"][d]), "after": pick(after["by_difficulty"][d])}
                           for d in levels},
         "history": [{k: r[k] for k in ("step", "reward", "accuracy", "format_rate", "think_rate", "mean_length",
-                                       "kl", "clip_frac", "zero_signal_groups")} for r in history],
+                                       "kl", "clip_frac", "zero_signal_share")} for r in history],
         "learned_rm": learned,
         "base_forced_think": {"accuracy": forced["accuracy"],
                               "by_difficulty": {d: forced["by_difficulty"][d]["accuracy"] for d in levels}},

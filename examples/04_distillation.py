@@ -48,11 +48,13 @@ import torch
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.distill import KDConfig, rejection_sample, train_logit_kd
+from toyds.distill import KDConfig, train_logit_kd
 from toyds.evaluate import evaluate, format_table
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.rejection import rejection_sample
+from toyds.rewards import R1_REWARDS, R1_WEIGHTS
+from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -67,8 +69,6 @@ def main(argv=None):
     ap.add_argument("--student-preset", default="tiny", help="student size preset")
     ap.add_argument("--steps", type=int, default=700, help="optimiser steps for every student (the budget)")
     ap.add_argument("--rl-steps", type=int, default=60, help="GRPO steps of the rl student, after its pretraining")
-    ap.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
-    ap.add_argument("--ops", default="+", help="operations, from + - x")
     ap.add_argument("--prompts", type=int, default=4000, help="training problems the teacher answers")
     ap.add_argument("--k", type=int, default=1, help="teacher samples per problem for rejection sampling")
     ap.add_argument("--alpha", type=float, default=0.5, help="logit_kd: weight of the KD term vs next-token loss")
@@ -83,12 +83,13 @@ def main(argv=None):
     ap.add_argument("--efficiency-temperature", type=float, default=1.0, help="tau of the soft-target student")
     ap.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=int, default=2, help="completions to print per student")
+    add_problem_args(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
     device = setup(args)
     if not 0 < args.fraction <= 1:
         raise SystemExit(f"--fraction must be in (0, 1], got {args.fraction}")
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops)
+    digits, ops = args.digits, args.ops
     levels = [str(d) for d in digits]
     t_start = time.perf_counter()
     train_problems = sample_problems(20000, digits=digits, ops=ops, seed=args.seed)
@@ -153,7 +154,8 @@ def main(argv=None):
     def rl():
         m = new_student()
         train_supervised(m, build_corpus(train_problems, "base", seed=args.seed), budget(), desc="rl: pretrain")
-        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, seed=args.seed), desc="rl: grpo")
+        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, seed=args.seed), reward_fns=R1_REWARDS,
+                   reward_weights=R1_WEIGHTS, desc="rl: grpo")
         return m
 
     def sequence_kd():

@@ -29,7 +29,7 @@ import dataclasses
 from pathlib import Path
 
 from toyds.pipeline import QUICK, PipelineConfig, run_pipeline
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 
 
 def main(argv=None):
@@ -42,8 +42,7 @@ def main(argv=None):
             continue
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None,
                         help=f"override PipelineConfig.{f.name} (default {getattr(defaults, f.name)}; see toyds/pipeline.py)")
-    ap.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
-    ap.add_argument("--ops", default="+", help="operations, from + - x")
+    add_problem_args(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
     if args.out is None:
@@ -52,7 +51,7 @@ def main(argv=None):
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)
                  if f.name not in ("seed", "digits", "ops") and getattr(args, f.name) is not None}
     cfg = PipelineConfig(**{**(QUICK if args.quick else {}), **overrides, "seed": args.seed,
-                            "digits": tuple(int(d) for d in args.digits.split(",")), "ops": tuple(args.ops)})
+                            "digits": args.digits, "ops": args.ops})
     metrics = run_pipeline(args.out, cfg, device=device, resume=args.resume)
     print(f"\ntotal {metrics['seconds_total']:.0f}s")
     write_metrics(args.out, metrics)

@@ -39,12 +39,14 @@ import torch.distributed as dist
 from torch import nn
 
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.distributed import (DataParallel, ExpertParallelMoE, all_reduce_grads, all_reduce_mean, init, is_main,
-                               teardown)
+from toyds.data_parallel import DataParallel
+from toyds.distributed import all_reduce_grads, all_reduce_mean, init, is_main, teardown
+from toyds.expert_parallel import ExpertParallelMoE
 from toyds.model import GPT, make_config
 from toyds.moe import MoE, MoEConfig
 from toyds.runs import add_common_args, setup, write_metrics
-from toyds.train import TrainConfig, make_optimizer, train_supervised
+from toyds.train import TrainConfig, train_supervised
+from toyds.trainer import make_optimizer
 
 
 def relaunch(nproc: int, argv: list[str]) -> None:
@@ -124,8 +126,7 @@ def expert_parallel_check(args, rank, world, device) -> dict:
 def data_parallel_check(args, device) -> dict:
     """2.: the same tiny MoE GPT trained single-process and with DDP on the same global batches."""
     pairs = build_corpus(sample_problems(2000, digits=(1, 2), seed=args.seed), "direct", seed=args.seed)
-    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, warmup=max(1, args.steps // 5),
-                       seed=args.seed, progress=is_main())
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, warmup=max(1, args.steps // 5), seed=args.seed)
     mcfg = make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01))
     make_optimizer(nn.Linear(1, 1), 1e-3, 0.0)  # the first AdamW imports torch._dynamo (~2 s): not timed
     torch.manual_seed(args.seed)

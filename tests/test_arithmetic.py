@@ -92,3 +92,17 @@ def test_bad_requests(kwargs, match):
         build_corpus([], "mixed")
     with pytest.raises(ValueError, match="CorpusMix.think must be a share >= 0, got -1"):
         CorpusMix(think=-1)
+
+
+def test_one_syntax_for_problems_on_every_command_line():
+    from toyds.arithmetic import parse_digits, parse_ops
+
+    assert parse_digits("1,2,3") == (1, 2, 3) and parse_digits(" 4 ") == (4,)
+    assert parse_ops("+,-,x") == ("+", "-", "x") and parse_ops("x") == ("x",)
+    for bad, match in (("1-3", "separated by commas"), ("5", r"digits must be integers in 1..4, got 5"),
+                       ("1,1", "repeats")):
+        with pytest.raises(ValueError, match=match):
+            parse_digits(bad)
+    for bad in ("+-x", "+,*", "+,+", ""):
+        with pytest.raises(ValueError, match="separated by commas, once each, e.g. \\+,-,x"):
+            parse_ops(bad)

@@ -50,3 +50,22 @@ def test_experts_on_a_dense_model_says_so(tmp_path, capsys):
     path = save_checkpoint(tmp_path / "dense.pt", GPT(make_config("tiny")))
     assert main(["experts", "12+9", "--model", str(path)]) == 2
     assert "dense model" in capsys.readouterr().err
+
+
+def test_the_cli_and_the_examples_share_one_problem_syntax(capsys):
+    """--digits 1,2 --ops +,x is read the same way everywhere; anything else is named."""
+    import importlib.util
+    from pathlib import Path
+
+    args = build_parser().parse_args(["train", "--out", "m.pt", "--digits", "1,2", "--ops", "+,x"])
+    assert args.digits == (1, 2) and args.ops == ("+", "x")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "m.pt", "--ops", "+x"])
+    assert "ops '+x': write operations from + - x separated by commas" in capsys.readouterr().err
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ex00", root / "examples" / "00_arithmetic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit):
+        mod.main(["--ops", "+x"])
+    assert "ops '+x': write operations from + - x separated by commas" in capsys.readouterr().err

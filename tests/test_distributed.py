@@ -16,8 +16,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.distributed import (DataParallel, ExpertParallelMoE, all_reduce_grads, all_reduce_mean, expert_parallel,
-                               get_world_size, init, is_main, local_experts, rank_seed, teardown)
+from toyds import balance
+from toyds.data_parallel import DataParallel
+from toyds.distributed import all_reduce_grads, all_reduce_mean, get_world_size, init, is_main, rank_seed, teardown
+from toyds.expert_parallel import ExpertParallelMoE, expert_parallel, local_experts
 from toyds.model import GPT, make_config
 from toyds.moe import MoE, MoEConfig
 from toyds.train import TrainConfig, train_supervised
@@ -70,11 +72,11 @@ def check_against_single(rank, world, moe, N, expect_received=None):
     # single process, whole batch; the global loss is sum(Y * G) (+ the aux loss)
     X_ref = X.clone().requires_grad_()
     Y = moe(X_ref)
-    ((Y * G).sum() + (moe.aux_loss if moe.aux_loss is not None else 0)).backward()
+    ((Y * G).sum() + (moe.balance_loss if moe.balance_loss is not None else 0)).backward()
     # expert-parallel: this rank's loss is its share, and the shares sum to the global loss
     x = X[rows].clone().requires_grad_()
     y = ep(x)
-    ((y * G[rows]).sum() + (ep.aux_loss if ep.aux_loss is not None else 0)).backward()
+    ((y * G[rows]).sum() + (ep.balance_loss if ep.balance_loss is not None else 0)).backward()
 
     assert max_diff(y, Y[rows].detach()) <= TOL
     assert max_diff(x.grad, X_ref.grad[rows]) <= TOL
@@ -89,16 +91,24 @@ def check_against_single(rank, world, moe, N, expect_received=None):
         assert max_diff(p.grad, q.grad) <= TOL
     # statistics: the global load, so the bias rule moves every rank's gate like the single one
     assert torch.equal(ep.load, moe.load) and ep.load.sum() == N * cfg.top_k
-    if cfg.balance == "aux_loss":
-        total = ep.aux_loss.detach().clone()
+    if moe.balance_loss is not None:  # each rank's share; the shares sum to the whole batch's loss
+        total = ep.balance_loss.detach().clone()
         dist.all_reduce(total)
-        assert abs(total.item() - moe.aux_loss.item()) <= TOL
-    moe.update_bias()
-    ep.update_bias()
+        assert abs(total.item() - moe.balance_loss.item()) <= TOL
+    balance.after_step(One(moe))
+    balance.after_step(One(ep))  # no all-reduce needed: the expert-parallel layer counted globally
     assert torch.equal(ep.gate.bias, moe.gate.bias)
     assert sum(ep.stats.sent) == len(rows) * cfg.top_k
     if expect_received is not None:
         assert ep.stats.received == expect_received[rank]
+
+
+class One:
+    def __init__(self, moe):
+        self.moe = moe
+
+    def moe_layers(self):
+        return [self.moe]
 
 
 def ep_cases(rank, world):
@@ -111,6 +121,20 @@ def ep_cases(rank, world):
     for kw in cases:
         cfg = MoEConfig(dim=16, n_experts=8, top_k=2, n_shared_experts=1, expert_dim=12, **kw)
         check_against_single(rank, world, _seeded_moe(cfg), N)
+
+    # V3's recipe with sequences: (B, T, D) inputs, each rank holds whole sequences (rows of B)
+    cfg = MoEConfig(dim=16, n_experts=8, top_k=2, expert_dim=12, score_func="sigmoid", balance="bias+seq_aux",
+                    seq_aux_alpha=0.05)
+    moe = _seeded_moe(cfg)
+    ep = ExpertParallelMoE(moe)
+    X = torch.randn(5, 7, 16)  # 5 sequences of 7 tokens: 3 on rank 0, 2 on rank 1
+    mine = torch.arange(5).tensor_split(world)[rank]
+    Y = moe(X)
+    y = ep(X[mine])
+    assert max_diff(y, Y[mine].detach()) <= TOL
+    share = ep.balance_loss.detach().clone()
+    dist.all_reduce(share)
+    assert abs(share.item() - moe.balance_loss.item()) <= TOL
 
     # capacity applies per rank (GShard's local groups): EP equals MoE run on this rank's rows alone
     cfg = MoEConfig(dim=16, n_experts=8, top_k=2, expert_dim=12, capacity_factor=0.5, dispatch="sorted")
@@ -154,7 +178,7 @@ def ddp_training(rank, world):
     assert all_reduce_mean({"loss": float(rank), "acc": 1.0}) == {"loss": 0.5, "acc": 1.0}
     assert rank_seed(7) == 7 + 10_000 * rank and is_main() == (rank == 0)
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "think")
-    cfg = TrainConfig(steps=4, batch_size=9, warmup=1, progress=False)  # 9 rows: shards of 5 and 4
+    cfg = TrainConfig(steps=4, batch_size=9, warmup=1)  # 9 rows: shards of 5 and 4
     mcfg = make_config("tiny", ffn="moe", moe=dict(balance="bias", bias_update_speed=0.01))
     torch.manual_seed(0)
     single = GPT(mcfg)
@@ -207,7 +231,7 @@ def _grpo_worker(rank, world):
     torch.manual_seed(rank)  # different starting weights: DDP must copy rank 0's
     model = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01)))
     problems = sample_problems(64, digits=(1, 2), seed=0)
-    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2, progress=False)
+    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2)
     hist = train_grpo(model, problems, cfg, reward_fns=[lambda completions, **kw: [float(c[:1] == "7") for c in
                                                                                    completions]],
                       parallel=DataParallel())

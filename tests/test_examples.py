@@ -83,7 +83,7 @@ def test_01_moe(tmp_path):
     # equal active parameters (the gate adds a few), more in total
     assert abs(m["moe"]["params_active"] - m["dense"]["params_active"]) / m["dense"]["params_active"] < 0.02
     assert m["moe"]["params_total"] > 2 * m["dense"]["params_total"]
-    assert set(m["balancing"]) == {"none", "aux_loss", "bias"}
+    assert set(m["balancing"]) == {"none", "aux_loss", "seq_aux", "bias", "bias+seq_aux"}  # every rule, and V3's
     for row in m["balancing"].values():
         assert row["max_load_ratio"] >= 1.0 and row["dead_experts"] >= 0 and row["val_loss"] > 0
     share = m["specialisation"]["share"]

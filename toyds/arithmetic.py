@@ -34,8 +34,10 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
+from toyds.tokenizer import ANSWER, BOS, END_ANSWER, END_THINK, EOS, THINK
+
 OPS = ("+", "-", "x")
-MAX_DIGITS = 4
+MAX_OPERAND_DIGITS = 4  # the hardest problems: 4-digit operands
 HELDOUT_PERCENT = 20  # share of every (op, digits) cell that is held out, by hash
 
 
@@ -56,7 +58,11 @@ class Problem:
         return f"{self.a}{self.op}{self.b}"
 
     def prompt(self) -> str:
-        return f"<bos>{self.text}="
+        return f"{BOS}{self.text}="
+
+    def columns(self) -> dict:
+        """What reward functions receive about this problem (as TRL passes dataset columns)."""
+        return {"answer": self.answer}
 
 
 def is_heldout(p: Problem) -> bool:
@@ -66,13 +72,35 @@ def is_heldout(p: Problem) -> bool:
 
 def _check_request(digits, ops) -> None:
     for d in digits:
-        if not (isinstance(d, int) and 1 <= d <= MAX_DIGITS):
-            raise ValueError(f"digits must be integers in 1..{MAX_DIGITS}, got {d!r}")
+        if not (isinstance(d, int) and 1 <= d <= MAX_OPERAND_DIGITS):
+            raise ValueError(f"digits must be integers in 1..{MAX_OPERAND_DIGITS}, got {d!r}")
     for op in ops:
         if op not in OPS:
             raise ValueError(f"unknown operation {op!r}; valid operations are {OPS}")
     if not digits or not ops:
         raise ValueError(f"need at least one digit count and one operation, got {digits!r}, {ops!r}")
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """'1,2,3' -> (1, 2, 3): the one command-line syntax for difficulty levels."""
+    parts = [t.strip() for t in str(text).split(",")]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValueError(f"digits {text!r}: write digit counts from 1 to {MAX_OPERAND_DIGITS} separated by commas, "
+                         f"e.g. 1,2,3")
+    digits = tuple(int(p) for p in parts)
+    if len(set(digits)) != len(digits):
+        raise ValueError(f"digits {text!r} repeats a digit count")
+    _check_request(digits, OPS)
+    return digits
+
+
+def parse_ops(text: str) -> tuple[str, ...]:
+    """'+,-,x' -> ('+', '-', 'x'): the one command-line syntax for operations."""
+    ops = tuple(t.strip() for t in str(text).split(","))
+    if any(op not in OPS for op in ops) or len(set(ops)) != len(ops):
+        raise ValueError(f"ops {text!r}: write operations from {' '.join(OPS)} separated by commas, once each, "
+                         f"e.g. +,-,x")
+    return ops
 
 
 def random_problem(rng: random.Random, digits: int, op: str) -> Problem:
@@ -170,15 +198,15 @@ def trace_answer(text: str) -> int | None:
 
 
 def direct_completion(p: Problem) -> str:
-    return f"<answer>{p.answer}</answer><eos>"
+    return f"{ANSWER}{p.answer}{END_ANSWER}{EOS}"
 
 
 def think_completion(p: Problem) -> str:
-    return f"<think>{trace(p)}</think><answer>{p.answer}</answer><eos>"
+    return f"{THINK}{trace(p)}{END_THINK}{ANSWER}{p.answer}{END_ANSWER}{EOS}"
 
 
 def untagged_completion(p: Problem) -> str:
-    return f"{trace(p)}<eos>"
+    return f"{trace(p)}{EOS}"
 
 
 @dataclass

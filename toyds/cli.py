@@ -19,6 +19,8 @@ import torch
 
 from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, sample_problems
 from toyds.model import PRESETS
+from toyds.runs import add_problem_args
+from toyds.tokenizer import END_THINK, THINK
 
 
 def parse_problem(text: str) -> Problem:
@@ -44,7 +46,7 @@ def cmd_train(args) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops.split(","))
+    digits, ops = args.digits, args.ops
     problems = sample_problems(args.problems, digits=digits, ops=ops, seed=args.seed)
     model = GPT(make_config(args.preset, ffn=args.ffn)).to(args.device)
     print(f"{args.preset} {args.ffn} model: {model.params_total():,} parameters "
@@ -74,7 +76,7 @@ def cmd_solve(args) -> int:
     g = generate(model, [prompt] * args.samples, model.cfg.block_size - len(prompt),
                  temperature=args.temperature, tokenizer=tok, generator=gen)
     for text in g.texts:
-        think = text.split("<think>", 1)[1].split("</think>", 1)[0] if "<think>" in text and "</think>" in text else None
+        think = text.split(THINK, 1)[1].split(END_THINK, 1)[0] if THINK in text and END_THINK in text else None
         print(f"{problem.prompt()}{text}")
         if think is not None:
             print("  thinking: " + "\n            ".join(think.split(";")))
@@ -134,8 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=700, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (tiny models like it high)")
-    p.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
-    p.add_argument("--ops", default="+", help="comma-separated operations from + - x")
+    add_problem_args(p)
     p.add_argument("--problems", type=int, default=20000, help="training problems to draw")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _common(p)

@@ -15,7 +15,7 @@ angle proportional to the position, so the score q_m . k_n depends only on m - n
 How the toy differs from DeepSeek-V3: plain multi-head attention, not Multi-head
 Latent Attention; no multi-token prediction; a 53-character vocabulary; widths in
 the tens, not thousands. Generation keeps a KV cache, so each new token costs one
-position of attention instead of the whole sequence (benchmarks/bench_core.py).
+position of attention instead of the whole sequence (examples/benchmarks/bench_core.py).
 
 Shapes: B batch, T time (positions in this call), S positions attended to
 (cache + T), D model width, nh heads, hs head size (D / nh), V vocabulary.
@@ -25,7 +25,7 @@ Shown in examples/00_arithmetic.py.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,23 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
+def segment_layout(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For packed rows: each token's position within its sequence (B, T), and the attention mask (B, 1, T, T).
+
+    segments = [[0, 0, 0, 1, 1, -1]] -> positions [[0, 1, 2, 0, 1, 0]]; token t sees token
+    s iff they are in the same sequence and s <= t (and always itself, so padding rows are not empty).
+    """
+    B, T = segments.shape
+    t = torch.arange(T, device=segments.device)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]  # (B, T) True where a sequence begins
+    first = torch.cummax(torch.where(starts, t, 0), dim=1).values  # (B, T) index of the sequence's first token
+    same = segments[:, :, None] == segments[:, None, :]  # (B, T, T)
+    # allowed[b, q, k] = same sequence and k <= q, or k == q
+    allowed = same & (t[None, :] <= t[:, None]) | torch.eye(T, dtype=torch.bool, device=segments.device)
+    return t - first, allowed[:, None]
+
+
 # -------------------------------------------------------------------- blocks
 
 
@@ -157,10 +174,10 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ffn = MoE(cfg.moe) if cfg.ffn == "moe" else SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x, cos, sin, mask, cache=None, start=0, real=None):
+    def forward(self, x, cos, sin, mask, cache=None, start=0, real=None, seq=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, start)
         h = self.ffn_norm(x)
-        return x + (self.ffn(h, real) if isinstance(self.ffn, MoE) else self.ffn(h))
+        return x + (self.ffn(h, real, seq) if isinstance(self.ffn, MoE) else self.ffn(h))
 
 
 class GPT(nn.Module):
@@ -190,30 +207,40 @@ class GPT(nn.Module):
         pad_mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         start: int = 0,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) for tokens idx (B, T) at positions start..start+T-1.
 
         pad_mask (B, start+T), True for real tokens, hides left padding from
         attention; rotary positions make a left-padded row compute exactly what the
         unpadded row would. caches: one KVCache per block, for generation.
+        segments (B, T), for packed training rows (toyds/train.py: pack): the number
+        of the sequence each token belongs to, -1 for padding. A token attends only
+        within its own sequence and its rotary position restarts at 0 there, so a
+        packed row computes exactly what its sequences would one per row.
         """
         # tied embeddings: the output layer reuses the input embedding matrix
-        return self.features(idx, pad_mask, caches, start) @ self.embed.weight.T  # (B, T, V)
+        return self.features(idx, pad_mask, caches, start, segments) @ self.embed.weight.T  # (B, T, V)
 
-    def features(self, idx, pad_mask=None, caches=None, start=0) -> torch.Tensor:
+    def features(self, idx, pad_mask=None, caches=None, start=0, segments=None) -> torch.Tensor:
         """The final normalised hidden states (B, T, D), before the output layer."""
         B, T = idx.shape
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
-        mask = self._attention_mask(pad_mask, B, T, start, idx.device)
+        seq = None  # which sequence each position belongs to, for the MoE's sequence-wise balancing
+        if segments is None:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
+            mask = self._attention_mask(pad_mask, B, T, start, idx.device)
+            real = pad_mask[:, start:] if pad_mask is not None else idx != self.cfg.pad_id  # (B, T)
+        else:
+            pos, mask = segment_layout(segments)  # (B, T), (B, 1, T, T)
+            cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B, 1, T, hs)
+            real = segments >= 0  # (B, T)
+            seq = (torch.arange(B, device=idx.device)[:, None] * T + segments.clamp(min=0)).flatten()  # (B*T,)
         x = self.embed(idx)  # (B, T, D)
-        real = None  # which positions an MoE routes: all but padding
-        if self.cfg.ffn == "moe":
-            real = (pad_mask[:, start:] if pad_mask is not None else idx != self.cfg.pad_id).flatten()  # (B*T,)
-            real = None if bool(real.all()) else real
+        real = None if bool(real.all()) else real.flatten()  # (B*T,) which positions an MoE routes: all but padding
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask, caches[i] if caches else None, start, real)
+            x = block(x, cos, sin, mask, caches[i] if caches else None, start, real, seq)
         return self.norm(x)  # (B, T, D)
 
     @staticmethod
@@ -234,19 +261,10 @@ class GPT(nn.Module):
         p = self.embed.weight
         return [KVCache(batch, self.cfg.n_head, max_len, hs, p.device, p.dtype) for _ in self.blocks]
 
-    # ------------------------------------------------------------- MoE hooks
+    # ----------------------------------------------------------------- MoE
     def moe_layers(self) -> list[MoE]:
+        """The MoE feed-forwards (toyds/balance.py reads their balancing losses and loads)."""
         return [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
-
-    def aux_loss(self) -> torch.Tensor | None:
-        """Sum of the MoE auxiliary balancing losses of the last forward, if any."""
-        losses = [m.aux_loss for m in self.moe_layers() if m.aux_loss is not None]
-        return torch.stack(losses).sum() if losses else None
-
-    def update_moe_biases(self) -> None:
-        """DeepSeek-V3's loss-free balancing step; call after optimizer.step()."""
-        for m in self.moe_layers():
-            m.update_bias()
 
     # ------------------------------------------------------------ parameters
     def params_total(self) -> int:

@@ -26,6 +26,29 @@ def add_common_args(parser: argparse.ArgumentParser, threads: int = 2) -> None:
     parser.add_argument("--out", type=Path, default=None, help="directory for metrics.json (and checkpoints, pictures)")
 
 
+def _arg_type(parse):
+    """An argparse type from a parser that raises ValueError: its message becomes the error."""
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def add_problem_args(parser: argparse.ArgumentParser, digits: str = "1,2,3", ops: str = "+") -> None:
+    """--digits 1,2,3 --ops +,-,x: the one syntax for problems, for the CLI and every example."""
+    from toyds.arithmetic import parse_digits, parse_ops
+
+    parser.add_argument("--digits", type=_arg_type(parse_digits), default=parse_digits(digits),
+                        help=f"difficulty levels: digits per operand, comma-separated (default {digits})")
+    parser.add_argument("--ops", type=_arg_type(parse_ops), default=parse_ops(ops),
+                        help=f"operations from + - x, comma-separated (default {ops})")
+
+
 def setup(args) -> torch.device:
     """Apply --threads and --seed; check --device exists. Returns the device."""
     if args.threads < 1:

@@ -32,7 +32,7 @@ from toyds.model import GPT, make_config, rope_tables
 from toyds.runs import add_common_args, setup, write_metrics
 from toyds.sampling import generate
 from toyds.tokenizer import Tokenizer
-from toyds.train import make_optimizer
+from toyds.trainer import make_optimizer
 
 
 class ReferenceBlock(nn.Module):

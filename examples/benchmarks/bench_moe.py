@@ -31,8 +31,10 @@ import torch
 from tqdm.auto import tqdm
 
 from toyds.layers import SwiGLU
-from toyds.moe import MoE, MoEConfig, grouped_mm_available
+from toyds.dispatch import grouped_mm_available
+from toyds.moe import MoE, MoEConfig
 from toyds.runs import add_common_args, setup, write_metrics
+from toyds.trainer import show_progress
 
 
 def fwd_bwd_seconds(layer, x: torch.Tensor, iters: int) -> float:
@@ -85,7 +87,7 @@ def main(argv=None):
         for layer in layers.values():
             fwd_bwd_seconds(layer, x, 2)  # warm-up
         times = {name: [] for name in layers}
-        for _ in tqdm(range(args.repeats), desc=f"N={N}", leave=False):
+        for _ in tqdm(range(args.repeats), desc=f"N={N}", leave=False, disable=not show_progress(None)):
             for name, layer in layers.items():
                 times[name].append(fwd_bwd_seconds(layer, x, args.iters))
         med = {name: statistics.median(t) for name, t in times.items()}
@@ -103,7 +105,7 @@ def main(argv=None):
     for layer in scaling_layers.values():
         fwd_bwd_seconds(layer, x, 2)
     times = {E: [] for E in scaling_layers}
-    for _ in tqdm(range(args.repeats), desc="experts scaling", leave=False):
+    for _ in tqdm(range(args.repeats), desc="experts scaling", leave=False, disable=not show_progress(None)):
         for E, layer in scaling_layers.items():
             times[E].append(fwd_bwd_seconds(layer, x, args.iters))
     scaling = {str(E): statistics.median(t) for E, t in times.items()}
