@@ -92,7 +92,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     stages.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     test = sample_problems(cfg.eval_per_digit * len(cfg.digits), digits=cfg.digits, ops=cfg.ops, split="test",
-                           unique=True)
+                           unique=True, allow_fewer=True)  # small cells give what they hold
     train_problems = sample_problems(20000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed)
     rl_problems = sample_problems(5000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 1)
 
