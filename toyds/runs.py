@@ -26,6 +26,21 @@ def add_common_args(parser: argparse.ArgumentParser, threads: int = 2) -> None:
     parser.add_argument("--out", type=Path, default=None, help="directory for metrics.json (and checkpoints, pictures)")
 
 
+def check_device(name, flag: str = "--device") -> torch.device:
+    """The device `name` if torch can put a tensor on it here, else a ValueError naming `flag`.
+
+    The one device check of toyds: the examples (through setup), the `toyds` command
+    and load_checkpoint all use it, so "no CUDA here" always reads the same way.
+    """
+    try:
+        device = torch.device(name)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # a CPU-only torch asserts for cuda
+        fix = f"{flag} cpu" if flag.startswith("--") else f"{flag}='cpu'"
+        raise ValueError(f"{flag} {str(name)!r} is not usable here ({e}); try {fix}") from e
+    return device
+
+
 def setup(args) -> torch.device:
     """Apply --threads and --seed; check --device exists. Returns the device."""
     if args.threads < 1:
@@ -33,10 +48,9 @@ def setup(args) -> torch.device:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     try:
-        device = torch.device(args.device)
-        torch.zeros(1, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise SystemExit(f"--device {args.device!r} is not usable here ({e}); try --device cpu") from e
+        device = check_device(args.device)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     return device
