@@ -203,7 +203,8 @@ def test_every_malformed_file_is_one_clear_value_error(tmp_path):
                        "its config does not build a model .*GPTConfig.dim must be a positive integer, got '64'"),
         "moe.pt": ({**state, "config": {**state["config"], "ffn": "moe", "moe": {"experts": 4}}},
                    "its config does not build a model \\(TypeError"),
-        "weights.pt": ({**state, "model": {"embed.weight": [1.0]}}, "its 'model' entry should map names to tensors, but 'embed.weight' does not"),
+        "weights.pt": ({**state, "model": {"embed.weight": [1.0]}},
+                       "its 'model' entry should map names to tensors, but 'embed.weight' does not"),
     }
     for name, case in cases.items():
         if isinstance(case, tuple):

@@ -108,7 +108,7 @@ def check_writable(path, force: bool = False) -> Path:
                          f"only a regular file (force cannot change this), so give a new file path")
     if what is not None and not force and not is_checkpoint(path):
         raise ValueError(f"refusing to overwrite {path}: it is a regular file but not a toyds checkpoint; "
-                         f"give another path, or force it (toyds train --force, save_checkpoint(force=True))")
+                         f"give another path, or replace it with --force (force=True)")
     folder = path.absolute().parent
     while describe(folder, follow_symlinks=True) is None:  # the folders save_checkpoint would create
         folder = folder.parent
