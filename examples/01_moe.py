@@ -67,7 +67,8 @@ def data(args):
     """The same corpus and validation set in every run (and every worker process)."""
     digits, ops = args.digits, args.ops
     train_pairs = build_corpus(sample_problems(20000, digits=digits, ops=ops, seed=0), "base", seed=0)
-    val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True),
+    val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True,
+                                             allow_fewer=True),
                              "base", seed=1)
     return train_pairs, val_pairs
 

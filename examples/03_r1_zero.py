@@ -141,7 +141,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         base = pretrain_base(args, device, digits)
         print(f"pretrained base model ({base.params_total():,} parameters) in {time.perf_counter() - t0:.0f}s")
-    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True)
+    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True,
+                           allow_fewer=True)  # small cells give what they hold
     rl_problems = sample_problems(5000, digits=digits, ops=args.ops, seed=args.seed + 1000)
 
     before, _ = snapshot(base, test, args)

@@ -49,10 +49,28 @@ from toyds.train import TrainConfig, train_supervised
 from toyds.trainer import make_optimizer
 
 
+def without_nproc(argv: list[str]) -> list[str]:
+    """argv minus --nproc N, in any spelling argparse accepts (--nproc=N, --np N, ...).
+
+    torchrun reads every --option after the script's name too, and takes --nproc for
+    an "ambiguous option" of its own (--nproc-per-node); the ranks do not need it.
+    """
+    out, skip_value = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip_value:
+            skip_value = False
+        elif len(name) > 2 and "--nproc".startswith(name):
+            skip_value = "=" not in arg
+        else:
+            out.append(arg)
+    return out
+
+
 def relaunch(nproc: int, argv: list[str]) -> None:
     """Not started by torchrun: start nproc copies of this script through it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           os.path.abspath(__file__), *argv]
+           os.path.abspath(__file__), *without_nproc(argv)]
     print("not started by torchrun; running:", " ".join(cmd), flush=True)
     code = subprocess.run(cmd).returncode
     if code:

@@ -1,13 +1,16 @@
 """toyds/distributed.py against the single-process reference, on 2 real gloo ranks.
 
-Each spawned test starts two processes (torch.multiprocessing, a free localhost
-port), runs the same seeded layer or model on both, and checks inside the workers
+Each spawned test starts two processes (torch.multiprocessing, meeting through a
+file store in a fresh temporary folder), runs the same seeded layer or model on both, and checks inside the workers
 that the distributed result equals the one-process result: outputs, input grads,
 every gradient that lives on a rank, the routing statistics and the bias rule.
 A failed assertion in a worker fails the test with the worker's traceback.
 """
 
+import errno
+import os
 import socket
+import tempfile
 from datetime import timedelta
 
 import pytest
@@ -27,22 +30,20 @@ from toyds.train import TrainConfig, train_supervised
 TOL = 1e-5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _entry(rank, world, port, fn, args):
+def _entry(rank, world, store, fn, args):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=60))  # a hang fails the test instead of stalling it
     fn(rank, world, *args)
     teardown()  # only on success: a failed rank must not wait at the barrier for the other
 
 
 def spawn(fn, *args, world=2):
-    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
+    # The ranks meet through a file, not a port: a port picked here (bind port 0, close it) and
+    # bound by rank 0 seconds later could be taken in between, and the test failed with
+    # EADDRINUSE. A fresh folder per spawn, so no run ever sees another's store.
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_entry, args=(world, os.path.join(folder, "store"), fn, args), nprocs=world, join=True)
 
 
 def max_diff(a, b) -> float:
@@ -194,6 +195,22 @@ def ddp_training(rank, world):
 
 
 # -------------------------------------------------------------------- tests
+
+
+def _sum_of_ranks(rank, world):
+    t = torch.tensor([float(rank)])
+    dist.all_reduce(t)
+    assert t.item() == sum(range(world))
+
+
+def test_spawn_picks_no_port(monkeypatch):
+    # the race's cause: the parent chose a port for rank 0 to bind later. Now a parent that
+    # cannot bind any socket still starts the ranks (they run in fresh interpreters, unpatched).
+    def bind(self, address):
+        raise OSError(errno.EADDRINUSE, f"{address} taken (by this test)")
+
+    monkeypatch.setattr(socket.socket, "bind", bind)
+    spawn(_sum_of_ranks)
 
 
 def test_expert_parallel_matches_single_process_forward_and_backward():

@@ -10,11 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(rel: str, argv: list[str]):
+def load_script(rel: str):
     spec = importlib.util.spec_from_file_location(Path(rel).stem.replace("-", "_"), ROOT / rel)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main(argv)
+    return mod
+
+
+def run_script(rel: str, argv: list[str]):
+    return load_script(rel).main(argv)
 
 
 def metrics(out: Path) -> dict:
@@ -71,6 +75,28 @@ def test_06_distributed(tmp_path):
     for key in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff"):
         assert 0.0 <= m[key] <= 1e-5, (key, m[key])
     assert 0.0 < m["exchange_time_share"] < 1.0
+
+
+def test_06_relaunch_keeps_nproc_from_torchrun():
+    mod = load_script("examples/06_distributed.py")
+    rest = ["--tokens", "128", "--out", "x"]
+    for nproc in (["--nproc", "2"], ["--nproc=2"], ["--np", "3"], ["--npr=3"]):
+        assert mod.without_nproc([*nproc, *rest]) == rest
+        assert mod.without_nproc([*rest, *nproc]) == rest
+
+
+@pytest.mark.slow
+def test_06_distributed_started_with_python_and_nproc(tmp_path):
+    # plain `python examples/06_distributed.py --nproc 2`: it relaunches itself through torchrun,
+    # which once rejected the forwarded --nproc as an ambiguous prefix of --nproc-per-node
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "examples/06_distributed.py"), "--nproc", "2", "--tokens", "128",
+           "--repeats", "2", "--steps", "4", "--batch-size", "8", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert metrics(tmp_path)["world_size"] == 2
 
 
 @pytest.mark.slow

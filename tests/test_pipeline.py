@@ -70,6 +70,10 @@ def test_resume_reads_the_checkpoint_and_the_metrics_before_trusting_them(tmp_pa
     (stages / "base.pt").write_bytes(b"junk, not a checkpoint")
     ok, said = _resume(tmp_path, TINY)
     assert not ok and said[0].startswith("base: cannot resume (") and "running the stage again" in said[0]
+    # and running it again stops before any training: the junk is not a toyds checkpoint, so it is not replaced
+    with pytest.raises(ValueError, match="refusing to overwrite .*base.pt: it is a regular file but not a toyds"):
+        run_pipeline(tmp_path, TINY, resume=True, log=lambda *a: None)
+    (stages / "base.pt").unlink()
     stages = _stage_files(tmp_path, TINY)
     text = (stages / "base.metrics.json").read_text()
     (stages / "base.metrics.json").write_text(text[: len(text) // 2])  # truncated
@@ -81,5 +85,5 @@ def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
     run = pipeline.Run(tmp_path, TINY, "cpu", resume=True, log=lambda *a: None)
     _stage_files(tmp_path, TINY, "student")
     assert run.finished("student", "student.pt") is not None
-    run.ran("r1_zero")  # an earlier stage ran again: what came after it is stale
+    run.ran("r1_zero", "r1_zero.pt")  # an earlier stage ran again: what came after it is stale
     assert run.finished("student", "student.pt") is None

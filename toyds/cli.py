@@ -5,21 +5,24 @@
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
 
-Every subcommand runs on the CPU by default and takes --device.
+Every subcommand runs on the CPU by default and takes --device. Every flag is checked
+before any work starts: a bad one gets one line naming it and its valid range, and
+exit code 2. `train` never replaces anything at --out but a toyds checkpoint (or,
+with --force, a regular file).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, sample_problems
+from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, parse_digits, parse_ops, sample_problems
 from toyds.model import PRESETS
-from toyds.runs import add_problem_args
 from toyds.tokenizer import END_THINK, THINK
 
 
@@ -38,15 +41,46 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
 
 
+# Every flag is checked before any work starts, and a bad one gets one line naming the flag
+# and what it may be (main prints it and exits with 2), never a traceback minutes later.
+
+
+def _at_least(flag: str, value: int, low: int = 1) -> None:
+    if value < low:
+        raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
+
+
+def _finite(flag: str, value: float, low: float, low_ok: bool) -> None:
+    if not (math.isfinite(value) and (value >= low if low_ok else value > low)):
+        raise ValueError(f"{flag} must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}")
+
+
+def _prompt(problem: Problem, model, tok) -> list[int]:
+    """The prompt's tokens, if the model's context holds them with room for an answer."""
+    prompt = tok.encode(problem.prompt())  # <bos>, the problem's characters, "="
+    if len(prompt) >= model.cfg.block_size:
+        text = problem.text if len(problem.text) <= 24 else f"{problem.text[:12]}...{problem.text[-8:]}"
+        raise ValueError(
+            f"PROBLEM {text} has {len(problem.text)} characters, but this model's context holds "
+            f"{model.cfg.block_size} tokens: a problem may have at most {model.cfg.block_size - 3} characters "
+            f"(<bos>, '=' and one answer token fill the rest)"
+        )
+    return prompt
+
+
 def cmd_train(args) -> int:
-    from toyds.checkpoint import save_checkpoint
+    from toyds.checkpoint import check_writable, save_checkpoint
     from toyds.evaluate import evaluate, format_table
     from toyds.model import GPT, make_config
     from toyds.train import TrainConfig, train_supervised
 
+    digits, ops = parse_digits(args.digits), parse_ops(args.ops)  # the one syntax (toyds/arithmetic.py)
+    for flag, value in [("--steps", args.steps), ("--batch-size", args.batch_size), ("--problems", args.problems)]:
+        _at_least(flag, value)
+    _finite("--lr", args.lr, 0, low_ok=False)
+    check_writable(args.out, force=args.force)  # before minutes of training, not after
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    digits, ops = args.digits, args.ops
     problems = sample_problems(args.problems, digits=digits, ops=ops, seed=args.seed)
     model = GPT(make_config(args.preset, ffn=args.ffn)).to(args.device)
     print(f"{args.preset} {args.ffn} model: {model.params_total():,} parameters "
@@ -54,11 +88,12 @@ def cmd_train(args) -> int:
     t0 = time.perf_counter()
     cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, args.seed)
     train_supervised(model, build_corpus(problems, args.corpus, seed=args.seed), cfg)
-    test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True)
+    test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True,
+                           allow_fewer=True)  # 1-digit cells hold fewer than 50
     res = evaluate(model, test)
     print(f"trained in {time.perf_counter() - t0:.0f}s; held-out greedy accuracy:")
     print(format_table({args.corpus: res}, [str(d) for d in digits]))
-    save_checkpoint(args.out, model, meta={"corpus": args.corpus, "accuracy": res["accuracy"]})
+    save_checkpoint(args.out, model, meta={"corpus": args.corpus, "accuracy": res["accuracy"]}, force=args.force)
     print(f"saved {args.out}")
     return 0
 
@@ -68,10 +103,12 @@ def cmd_solve(args) -> int:
     from toyds.rewards import accuracy_reward, extract_answer, format_reward
     from toyds.sampling import generate
 
+    _finite("--temperature", args.temperature, 0, low_ok=True)
+    _at_least("--samples", args.samples)
     torch.set_num_threads(args.threads)
     problem = parse_problem(args.problem)
     model, tok, _ = load_checkpoint(args.model, args.device)
-    prompt = tok.encode(problem.prompt())
+    prompt = _prompt(problem, model, tok)
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
     g = generate(model, [prompt] * args.samples, model.cfg.block_size - len(prompt),
                  temperature=args.temperature, tokenizer=tok, generator=gen)
@@ -95,7 +132,7 @@ def cmd_experts(args) -> int:
     model, tok, _ = load_checkpoint(args.model, args.device)
     if not model.moe_layers():
         raise ValueError(f"{args.model} is a dense model (ffn='dense'): it has no experts to show")
-    prompt = tok.encode(problem.prompt())
+    prompt = _prompt(problem, model, tok)
     g = generate(model, [prompt], model.cfg.block_size - len(prompt), temperature=0.0, tokenizer=tok)
     text = problem.prompt() + g.texts[0]
     classes, per_layer = routed_tokens(model, [text])
@@ -136,9 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=700, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (tiny models like it high)")
-    add_problem_args(p)
+    p.add_argument("--digits", default="1,2,3", help="difficulty levels: digits per operand, comma-separated")
+    p.add_argument("--ops", default="+", help="operations from + - x, comma-separated, e.g. +,-,x")
     p.add_argument("--problems", type=int, default=20000, help="training problems to draw")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
     _common(p)
     p.set_defaults(fn=cmd_train)
 
@@ -170,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from toyds.runs import check_device
+
     args = build_parser().parse_args(argv)
     try:
+        _at_least("--threads", args.threads)
+        check_device(args.device)  # the examples' check: "not usable here", never "corrupt checkpoint"
         return args.fn(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"toyds {args.command}: error: {e}", file=sys.stderr)

@@ -33,7 +33,7 @@ import torch
 
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint, save_checkpoint
+from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from toyds.distill import KDConfig, train_logit_kd
 from toyds.evaluate import evaluate, format_table, rollout_measures
 from toyds.grpo import GRPOConfig, train_grpo
@@ -131,7 +131,11 @@ class Run:
         write_json(self.dir / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
         return metrics
 
-    def ran(self, stage: str) -> None:
+    def ran(self, stage: str, artefact: str) -> None:
+        """The stage will run: later stages must too. Check now, before any training, that its
+        artefact may be written (a stranger's file there is refused, never replaced)."""
+        if artefact.endswith(".pt"):
+            check_writable(self.dir / artefact)
         self.rerun_from = self.rerun_from or stage
 
 
@@ -145,7 +149,7 @@ def stage_base(run: Run, train_problems, test):
     if (m := run.finished("base", "base.pt")) and (model := run.load("base")):
         run.log("base: resumed from checkpoint")
         return model, m
-    run.ran("base")
+    run.ran("base", "base.pt")
     torch.manual_seed(cfg.seed)
     moe = dict(n_experts=cfg.n_experts, top_k=2, n_shared_experts=1, balance="bias")
     model = GPT(make_config(cfg.base_preset, ffn="moe", moe=moe)).to(run.device)
@@ -163,7 +167,7 @@ def stage_r1_zero(run: Run, base, rl_problems, test):
     if (m := run.finished("r1_zero", "r1_zero.pt")) and (model := run.load("r1_zero")):
         run.log("r1_zero: resumed from checkpoint")
         return model, m
-    run.ran("r1_zero")
+    run.ran("r1_zero", "r1_zero.pt")
     policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
     t0 = time.perf_counter()
     gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
@@ -187,7 +191,7 @@ def stage_samples(run: Run, policy):
             return kept, m
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
             run.log(f"samples: {run.dir / 'samples.json'} is unreadable ({e}); sampling again")
-    run.ran("samples")
+    run.ran("samples", "samples.json")
     t0 = time.perf_counter()
     problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
     kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
@@ -202,7 +206,7 @@ def stage_student(run: Run, name: str, kept, policy, test):
     if (m := run.finished(name, f"{name}.pt")) and run.load(name) is not None:
         run.log(f"{name}: resumed from checkpoint")
         return m
-    run.ran(name)
+    run.ran(name, f"{name}.pt")
     torch.manual_seed(cfg.seed)  # both students start from the same weights
     student = GPT(make_config(cfg.student_preset)).to(run.device)
     t0 = time.perf_counter()
@@ -256,7 +260,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     run = Run(out, cfg, device, resume, log)
     t_start = time.perf_counter()
     test = sample_problems(cfg.eval_per_digit * len(cfg.digits), digits=cfg.digits, ops=cfg.ops, split="test",
-                           unique=True)
+                           unique=True, allow_fewer=True)  # small cells give what they hold
     train_problems = sample_problems(20000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed)
     rl_problems = sample_problems(5000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 1)
     metrics = {}

@@ -47,6 +47,19 @@ def add_problem_args(parser: argparse.ArgumentParser, digits: str = "1,2,3", ops
                         help=f"difficulty levels: digits per operand, comma-separated (default {digits})")
     parser.add_argument("--ops", type=_arg_type(parse_ops), default=parse_ops(ops),
                         help=f"operations from + - x, comma-separated (default {ops})")
+def check_device(name, flag: str = "--device") -> torch.device:
+    """The device `name` if torch can put a tensor on it here, else a ValueError naming `flag`.
+
+    The one device check of toyds: the examples (through setup), the `toyds` command
+    and load_checkpoint all use it, so "no CUDA here" always reads the same way.
+    """
+    try:
+        device = torch.device(name)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # a CPU-only torch asserts for cuda
+        fix = f"{flag} cpu" if flag.startswith("--") else f"{flag}='cpu'"
+        raise ValueError(f"{flag} {str(name)!r} is not usable here ({e}); try {fix}") from e
+    return device
 
 
 def setup(args) -> torch.device:
@@ -56,10 +69,9 @@ def setup(args) -> torch.device:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     try:
-        device = torch.device(args.device)
-        torch.zeros(1, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise SystemExit(f"--device {args.device!r} is not usable here ({e}); try --device cpu") from e
+        device = check_device(args.device)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     return device
