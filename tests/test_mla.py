@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.layers import rope_tables
+from toyds.rope import rope_tables
 from toyds.mla import MLA, MLAConfig, cache_bytes_per_token
 from toyds.model import GPT, GPTConfig, make_config
 from toyds.sampling import generate, left_pad

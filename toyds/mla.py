@@ -19,7 +19,7 @@ output, so the cache holds only c_KV and k^R: d_c + d_rope numbers per token
 
 Names follow DeepSeek-V3's `inference/model.py` (wq / wq_a, q_norm, wq_b, wkv_a,
 kv_norm, wkv_b, wo, attn_impl). How the toy differs: rotary positions use toyds's
-rotate-half convention (layers.py), not V3's interleaved complex pairs, so a V3
+rotate-half convention (rope.py), not V3's interleaved complex pairs, so a V3
 reference must use the same rotation; no YaRN extension; widths in the tens.
 Shown in examples/08_mla.py.
 
@@ -35,7 +35,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from toyds.layers import RMSNorm, apply_rope
+from toyds.layers import RMSNorm
+from toyds.rope import apply_rope
 
 
 @dataclass

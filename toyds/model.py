@@ -13,11 +13,11 @@ angle proportional to the position, so the score q_m . k_n depends only on m - n
     theta_i = base^(-2i / hs),  (q_m)_rot = q_m * cos(m theta) + rotate_half(q_m) * sin(m theta)
 
 The attention slot takes plain multi-head attention (`attn="mha"`) or DeepSeek's
-Multi-head Latent Attention (`attn="mla"`, toyds/mla.py); `mtp_depth=D` adds V3's
-multi-token prediction modules (toyds/mtp.py). How the toy differs from
-DeepSeek-V3: a 53-character vocabulary; widths in the tens, not thousands.
-Generation keeps a KV cache (each attention brings its own kind), so each new
-token costs one position of attention, not the whole sequence.
+Multi-head Latent Attention (`attn="mla"`, toyds/mla.py), each with its own kind
+of KV cache; `mtp_depth=D` adds V3's multi-token prediction modules (toyds/mtp.py).
+How the toy differs from DeepSeek-V3: a 53-character vocabulary; widths in
+the tens, not thousands. Generation keeps a KV cache, so each new token costs one
+position of attention instead of the whole sequence (benchmarks/bench_core.py).
 
 Shapes: B batch, T time (positions in this call), S positions attended to
 (cache + T), D model width, nh heads, hs head size (D / nh), V vocabulary.
@@ -27,17 +27,18 @@ Shown in examples/00_arithmetic.py.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from toyds.layers import RMSNorm, SwiGLU, apply_rope, rope_tables  # noqa: F401 (rope_* re-exported)
+from toyds.layers import RMSNorm, SwiGLU
 from toyds.mla import MLA, MLAConfig
 from toyds.moe import MoE, MoEConfig
 from toyds.mtp import MTPModule, mtp_logits
+from toyds.rope import apply_rope, rope_tables
 
 
 @dataclass
@@ -179,7 +180,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.dim)
         # D multi-token prediction modules; their blocks are dense even in an MoE model (mtp.py)
-        dense = replace(cfg, ffn="dense", moe=None)
+        dense = GPTConfig(**{**cfg.to_dict(), "ffn": "dense", "moe": None})
         self.mtp = nn.ModuleList(MTPModule(cfg.dim, Block(dense)) for _ in range(cfg.mtp_depth))
         rot = cfg.mla.qk_rope_head_dim if cfg.attn == "mla" else cfg.dim // cfg.n_head  # rotated width
         cos, sin = rope_tables(rot, cfg.block_size, cfg.rope_base)
