@@ -225,7 +225,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs or qk_rope_head_dim)
         mask = self._attention_mask(pad_mask, B, T, start, idx.device)
         x = self.embed(idx)  # (B, T, D)
         real = None  # which positions an MoE routes: all but padding
