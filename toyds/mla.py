@@ -1,30 +1,27 @@
 """Multi-head Latent Attention: a KV cache of one small latent per token, not per head.
 
-Generating a token costs reading every cached key and value, and in multi-head
-attention (MHA) the cache holds 2 n_h d_h numbers per token per layer. MLA
-(DeepSeek-V2 section 2.1, DeepSeek-V3 section 2.1.1) compresses keys and values
-jointly into a latent c_KV of width d_c, and rebuilds per-head keys and values
-from it. Rotary positions would break that (a rotation between W_UK and c_KV
-cannot be folded away), so a small separate rotary key k^R, shared by all heads,
-carries position:
+Each generated token reads every cached key and value; multi-head attention (MHA)
+caches 2 n_h d_h numbers per token per layer. MLA (DeepSeek-V2 section 2.1,
+DeepSeek-V3 section 2.1.1) compresses keys and values jointly into a latent c_KV
+of width d_c and rebuilds per-head keys and values from it; a small rotary key
+k^R, shared by all heads, carries position (a rotation between W_UK and c_KV could
+not be folded away, V2 section 2.1.3):
 
     c_KV = RMSNorm(W_DKV h)                 k^R = RoPE(W_KR h)
     q_i = [W_UQ_i c_Q ; RoPE(W_QR_i c_Q)]   k_i = [W_UK_i c_KV ; k^R]   v_i = W_UV_i c_KV
     o_i = sum_s softmax_s(q_i . k_i,s / sqrt(d_nope + d_rope)) v_i,s      u = W_O [o_1; ...; o_nh]
 
-"naive" expands c_KV into k_i, v_i and caches those; "absorb" uses
-q_i . W_UK_i c = (W_UK_i^T q_i) . c, folding W_UK into the query and W_UV into the
-output, so the cache holds only c_KV and k^R: d_c + d_rope numbers per token
-(V2 Table 1: (d_c + d_h^R) l, against 2 n_h d_h l for MHA).
+"naive" expands c_KV into k_i, v_i and caches those; "absorb" uses q_i . W_UK_i c =
+(W_UK_i^T q_i) . c to fold W_UK into the query and W_UV into the output, and
+caches only c_KV and k^R: d_c + d_rope numbers (V2 Table 1: (d_c + d_h^R) l, vs 2 n_h d_h l).
 
-Names follow DeepSeek-V3's `inference/model.py` (wq / wq_a, q_norm, wq_b, wkv_a,
-kv_norm, wkv_b, wo, attn_impl). How the toy differs: rotary positions use toyds's
-rotate-half convention (rope.py), not V3's interleaved complex pairs, so a V3
-reference must use the same rotation; no YaRN extension; widths in the tens.
-Shown in examples/08_mla.py.
-
-Shapes: B batch, T positions in this call, S positions attended to (cache + T),
-nh heads, c = kv_lora_rank, dn / dr = qk_nope / qk_rope head dims, dv = v_head_dim.
+Names follow V3's `inference/model.py` (wq / wq_a, q_norm, wq_b, wkv_a, kv_norm,
+wkv_b, wo, attn_impl). How the toy differs: rotary positions use toyds's
+rotate-half convention (rope.py), not V3's interleaved pairs; no YaRN; widths in
+the tens, where absorbing trades a smaller cache for ~4x the attention arithmetic.
+Shown in examples/08_mla.py. Shapes: B batch, T positions in this call, S positions
+attended to (cache + T), nh heads, c = kv_lora_rank, dn / dr / dv = qk_nope /
+qk_rope / v head dims.
 """
 
 from __future__ import annotations

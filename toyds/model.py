@@ -14,7 +14,7 @@ angle proportional to the position, so the score q_m . k_n depends only on m - n
 
 The attention slot takes plain multi-head attention (`attn="mha"`) or DeepSeek's
 Multi-head Latent Attention (`attn="mla"`, toyds/mla.py), each with its own kind
-of KV cache; `mtp_depth=D` adds V3's multi-token prediction modules (toyds/mtp.py).
+of KV cache; `mtp_depth=K` adds V3's multi-token prediction modules (toyds/mtp.py).
 How the toy differs from DeepSeek-V3: a 53-character vocabulary; widths in
 the tens, not thousands. Generation keeps a KV cache, so each new token costs one
 position of attention instead of the whole sequence (benchmarks/bench_core.py).
@@ -55,7 +55,7 @@ class GPTConfig:
     pad_id: int = 0  # id of <pad>: its positions are never routed to experts nor counted in their load
     attn: str = "mha"  # "mha" multi-head attention or "mla" Multi-head Latent Attention (toyds/mla.py)
     mla: MLAConfig | None = None  # the MLA layer's config when attn == "mla"
-    mtp_depth: int = 0  # D multi-token prediction modules (toyds/mtp.py); 0 = none
+    mtp_depth: int = 0  # K multi-token prediction modules (toyds/mtp.py; the paper's D); 0 = none
 
     def __post_init__(self):
         if isinstance(self.moe, dict):  # rebuilt from a checkpoint
@@ -179,7 +179,7 @@ class GPT(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.dim)
-        # D multi-token prediction modules; their blocks are dense even in an MoE model (mtp.py)
+        # K multi-token prediction modules; their blocks are dense even in an MoE model (mtp.py)
         dense = GPTConfig(**{**cfg.to_dict(), "ffn": "dense", "moe": None})
         self.mtp = nn.ModuleList(MTPModule(cfg.dim, Block(dense)) for _ in range(cfg.mtp_depth))
         rot = cfg.mla.qk_rope_head_dim if cfg.attn == "mla" else cfg.dim // cfg.n_head  # rotated width

@@ -1,14 +1,14 @@
 """Multi-token prediction, and self-speculative greedy decoding with it.
 
-A next-token model sees one target per position. DeepSeek-V3 (section 2.2) adds D
-sequential MTP modules: module k takes the previous depth's representation of
-position i and the embedding of token i+k, and predicts token i+k+1, so every
-position also learns to look further ahead. Each module is one transformer block
+A next-token model sees one target per position. DeepSeek-V3 (section 2.2) adds K
+sequential MTP modules (the paper's D): module k takes the previous depth's
+representation of position i and the embedding of token i+k, and predicts token
+i+k+1, so every position also learns to look further ahead. Each module is one transformer block
 plus a projection; the embedding and the output head are the main model's:
 
     h'^k_i = M_k [RMSNorm(h^{k-1}_i) ; RMSNorm(Emb(t_{i+k}))]        (M_k: 2D -> D)
     h^k_{1:T-k} = TRM_k(h'^k_{1:T-k})         P^k_{i+k+1} = softmax(OutHead(h^k_i))
-    L_MTP = (lambda / D) sum_k L^k_MTP,        L = L_main + L_MTP
+    L_MTP = (lambda / K) sum_k L^k_MTP,        L = L_main + L_MTP
 
 h^0 is the main model's final (normalised) hidden state. At inference the modules
 can be dropped, or used to draft tokens that the main model checks (V3 reports
@@ -18,9 +18,11 @@ whose output is the plain greedy output token for token.
 How the toy differs: each module ends with its own RMSNorm before the shared head
 (as V3's released weights do); each L^k is a mean over completion tokens (the
 loss mask), not over all T; the MTP blocks are dense even in an MoE model, so the
-MoE hooks never see them. Shown in examples/08_mla.py.
+MoE hooks never see them. With a main model of 2-6 blocks, each one-block module
+costs a sizeable share of a main forward, so drafting saves less than in V3
+(61 layers + 1 MTP module). Shown in examples/08_mla.py.
 
-Shapes: B batch, T time, D model width, V vocabulary, K depths of MTP (D in the paper).
+Shapes: B batch, T time, D model width, V vocabulary, K MTP depths (the paper's D).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def mtp_logits(model, idx: torch.Tensor, h0: torch.Tensor) -> list[torch.Tensor]
 
 
 def mtp_loss(logits, mtp_logits_, y, mask, mtp_lambda: float = 0.3) -> dict[str, torch.Tensor]:
-    """L = L_main + (lambda / D) sum_k L^k_MTP, with the loss mask of the main loss.
+    """L = L_main + (lambda / K) sum_k L^k_MTP, with the loss mask of the main loss.
 
     logits (B, T, V) and y, mask (B, T) as toyds.train.collate makes them (y[:, i] is
     token i+1); mtp_logits_[k-1] (B, T-k, V) predicts y[:, k:]. Returns the total
@@ -80,7 +82,7 @@ def mtp_loss(logits, mtp_logits_, y, mask, mtp_lambda: float = 0.3) -> dict[str,
     """
     main = masked_lm_loss(logits, y, mask)
     per_depth = [masked_lm_loss(lk, y[:, k:], mask[:, k:]) for k, lk in enumerate(mtp_logits_, start=1)]
-    # L_MTP = (lambda / D) sum_k L^k_MTP
+    # L_MTP = (lambda / K) sum_k L^k_MTP
     mtp = mtp_lambda / len(per_depth) * torch.stack(per_depth).sum() if per_depth else torch.zeros_like(main)
     return {"loss": main + mtp, "main": main, "mtp": mtp, **{f"mtp_{k}": v for k, v in enumerate(per_depth, 1)}}
 
