@@ -85,6 +85,19 @@ def test_mla_matches_the_paper_equations_written_as_loops(impl, q_lora_rank):
     assert torch.allclose(got, reference_mla(attn, h, 10000.0), atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_per_row_rotary_tables_broadcast_like_shared_ones(impl):
+    # packed training rows give every row its own positions: tables (B, 1, T, dr)
+    torch.manual_seed(1)
+    attn = MLA(16, 2, MLAConfig(kv_lora_rank=8, qk_nope_head_dim=4, qk_rope_head_dim=4, v_head_dim=6,
+                                attn_impl=impl))
+    h = torch.randn(3, 5, 16)
+    cos, sin = rope_tables(4, 5, 10000.0)
+    shared = attn(h, cos, sin, "causal", None, 0)
+    per_row = attn(h, cos.expand(3, 1, 5, 4), sin.expand(3, 1, 5, 4), "causal", None, 0)
+    assert torch.allclose(shared, per_row, atol=1e-6)
+
+
 # ------------------------------------------------------ naive == absorb == full
 
 

@@ -123,7 +123,7 @@ class MLA(nn.Module):
         return MLALatentCache(batch, max_len, self.cfg, device, dtype)
 
     def forward(self, x, cos, sin, mask, cache=None, start: int = 0):
-        """x (B, T, D) at positions start..start+T-1; cos/sin (T, dr); mask as in Attention."""
+        """x (B, T, D) at positions start..start+T-1; cos/sin (T, dr) or (B, 1, T, dr); mask as in Attention."""
         cfg, nh = self.cfg, self.n_head
         dn, dr, dv, c = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
         B, T, _ = x.shape
@@ -133,7 +133,8 @@ class MLA(nn.Module):
         q_pe = apply_rope(q_pe, cos, sin)  # (B, nh, T, dr)
         kv, k_pe = self.wkv_a(x).split([c, dr], dim=-1)  # (B, T, c), (B, T, dr)
         # c_KV = RMSNorm(W_DKV h),  k^R = RoPE(W_KR h), one rotary key shared by every head
-        kv, k_pe = self.kv_norm(kv), apply_rope(k_pe, cos, sin)
+        # (rotated as a single head, so per-row tables (B, 1, T, dr) broadcast as for q)
+        kv, k_pe = self.kv_norm(kv), apply_rope(k_pe[:, None], cos, sin)[:, 0]  # (B, T, c), (B, T, dr)
         if cfg.attn_impl == "naive":
             return self._naive(q_nope, q_pe, kv, k_pe, mask, cache, start)
         return self._absorb(q_nope, q_pe, kv, k_pe, mask, cache, start)
