@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.model import GPT, make_config, segment_layout
+from toyds.model import GPT, make_config
+from toyds.rope import segment_layout
 from toyds.tokenizer import Tokenizer
 from toyds.train import (TrainConfig, collate, collate_packed, encode_pairs, lr_at, masked_lm_loss, pack,
                          train_supervised)
