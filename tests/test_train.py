@@ -146,3 +146,13 @@ def test_packed_and_unpacked_training_agree():
     assert [r["loss"] for r in ha] == pytest.approx([r["loss"] for r in hb], abs=1e-4)
     assert ha[0]["tokens"] == hb[0]["tokens"] and ha[0]["slots"] < hb[0]["slots"]  # same tokens, fewer slots
     assert all(torch.allclose(p, q, atol=1e-4) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_model_with_mtp_trains_its_modules_in_the_same_step():
+    torch.manual_seed(0)
+    m = GPT(make_config("tiny", mtp_depth=2))
+    before = [p.clone() for p in m.mtp.parameters()]
+    pairs = build_corpus(sample_problems(100, digits=(1, 2)), "think")
+    h = train_supervised(m, pairs, TrainConfig(steps=3, batch_size=8, warmup=1, mtp_lambda=0.3))
+    assert all(math.isclose(r["loss"], r["loss_main"] + 0.3 * r["loss_mtp"], rel_tol=1e-5) for r in h)
+    assert not all(torch.equal(a, b) for a, b in zip(before, m.mtp.parameters()))

@@ -47,6 +47,7 @@ class TrainConfig:
     eval_every: int = 0  # run eval_fn every this many steps (0 = only at the end)
     save_every: int = 0  # write the checkpoint every this many steps (0 = only at the end)
     pack: bool = True  # pack each batch's sequences into shared rows (same loss, fewer padded positions)
+    mtp_lambda: float = 0.3  # weight of the multi-token prediction loss, for models with mtp_depth > 0 (V3: 0.3)
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
 
     @classmethod
@@ -207,7 +208,15 @@ def train_supervised(model, pairs: list[tuple[str, str]], cfg: TrainConfig, *, e
             share = parallel.shard(torch.arange(len(batch)))[0].tolist()
             n_all = sum(len(ids) - plen for ids, plen in batch)  # target tokens of the whole batch
             batch = [batch[i] for i in share]
-        if cfg.pack:
+        extra = {}
+        if model.cfg.mtp_depth:  # loss = main + lambda / K sum_k L_k, one row per example (toyds/mtp.py)
+            from toyds.mtp import loss_with_mtp
+
+            x, y, m = collate(batch, tok.pad_id, device)
+            parts = loss_with_mtp(net, x, y, m, cfg.mtp_lambda)
+            depths = [parts[f"mtp_{k}"].item() for k in range(1, model.cfg.mtp_depth + 1)]
+            loss, extra = parts["loss"], {"loss_main": parts["main"].item(), "loss_mtp": sum(depths) / len(depths)}
+        elif cfg.pack:
             x, y, m, seg = collate_packed(batch, tok.pad_id, device)  # (R, T) rows holding several examples
             loss = masked_lm_loss(net(x, segments=seg), y, m)
         else:
@@ -217,7 +226,7 @@ def train_supervised(model, pairs: list[tuple[str, str]], cfg: TrainConfig, *, e
             loss = loss * (parallel.world_size * int(m.sum()) / max(n_all, 1))
         update(loss)
         # tokens: the real (non-pad) positions computed; slots: all positions, padding included
-        return {"loss": loss.item(), "tokens": sum(len(ids) - 1 for ids, _ in batch), "slots": x.numel()}
+        return {"loss": loss.item(), **extra, "tokens": sum(len(ids) - 1 for ids, _ in batch), "slots": x.numel()}
 
     return fit(model, step_fn, cfg.steps, opt=opt, lr_at=lambda step: lr_at(step, cfg), grad_clip=cfg.grad_clip,
                parallel=parallel, eval_fn=eval_fn, eval_every=cfg.eval_every, step_callback=step_callback,
