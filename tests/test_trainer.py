@@ -41,7 +41,7 @@ def test_the_step_adds_the_balancing_loss_and_clips():
     loss = model(x).square().mean()
     bal = sum(m.balance_loss for m in model.moe_layers())
     stats = optimizer_step(model, opt, loss, grad_clip=1e-3)
-    assert math.isclose(stats["balance_loss"], float(bal), rel_tol=1e-6)
+    assert math.isclose(stats["balance_loss"], bal.item(), rel_tol=1e-6)
     norm = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
     assert stats["grad_norm"] > 1e-3 and math.isclose(float(norm), 1e-3, rel_tol=1e-3)  # clipped to grad_clip
 

@@ -23,6 +23,7 @@ import torch
 
 from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, parse_digits, parse_ops, sample_problems
 from toyds.model import PRESETS
+from toyds.seeds import add_seed_args
 from toyds.tokenizer import END_THINK, THINK
 
 
@@ -149,13 +150,18 @@ def cmd_experts(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from toyds.pipeline import QUICK, PipelineConfig, run_pipeline
-    from toyds.runs import write_metrics
+    from dataclasses import asdict
 
+    from toyds.pipeline import CLAIMS, HEADLINE, QUICK, PipelineConfig, run_seed
+    from toyds.runs import check_out_dir, write_metrics
+    from toyds.seeds import run_seeds
+
+    check_out_dir(args.out)
     torch.set_num_threads(args.threads)
-    cfg = PipelineConfig(seed=args.seed, **(QUICK if args.quick else {}))
-    metrics = run_pipeline(args.out, cfg, device=args.device, resume=args.resume)
-    print(f"\ntotal {metrics['seconds_total']:.0f}s")
+    args.config = {k: v for k, v in asdict(PipelineConfig(**(QUICK if args.quick else {}))).items() if k != "seed"}
+    t0 = time.perf_counter()
+    metrics = run_seeds(run_seed, args, HEADLINE, CLAIMS)
+    print(f"\ntotal {time.perf_counter() - t0:.0f}s")
     write_metrics(args.out, metrics)
     return 0
 
@@ -202,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("runs/pipeline"), help="directory for stages, metrics, pictures")
     p.add_argument("--quick", action="store_true", help="a small run (under 2 minutes) that still runs every stage")
-    p.add_argument("--resume", action="store_true", help="skip stages already finished in --out")
+    p.add_argument("--resume", action="store_true", help="skip stages already finished in --out (if their settings match)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _common(p)
+    add_seed_args(p)
     p.set_defaults(fn=cmd_pipeline)
     return ap
 

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from toyds.dispatch import resolve_dispatch
 from toyds.distributed import all_reduce_mean, all_reduce_sum, get_rank, get_world_size, seed_rank
 from toyds.expert_parallel import ExpertParallelMoE
 
@@ -64,8 +65,8 @@ class DataParallel:
         return nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            # "loop" dispatch skips experts that got no tokens: their weights sit out a step
-            find_unused_parameters=any(m.cfg.dispatch == "loop" for m in layers),
+            # the loop dispatch skips experts that got no tokens: their weights sit out a step
+            find_unused_parameters=any(resolve_dispatch(m.cfg, next(model.parameters())) == "loop" for m in layers),
             process_group=self.group,
         )
 

@@ -11,8 +11,11 @@ Three ways that compute the same thing, y_n = sum_k g_{n,k} FFN_{i(n,k)}(x_n)
                   experts (a private PyTorch API; "sorted" is used where it is
                   missing or cannot take the widths or dtype)
 
-MoEConfig.dispatch picks one; "auto" chooses by device (examples/benchmarks/bench_moe.py
-measures them). The expert-parallel layer (toyds/expert_parallel.py) reuses
+MoEConfig.dispatch picks one; "auto" chooses by device: grouped_mm on CUDA, where
+one kernel for all experts is the point, and the loop on a CPU. On a CPU every path
+ends in the same E small matrix multiplies, one per expert, and the loop adds the
+least around them: no argsort of the N*K copies, no concatenation, one scatter per
+expert instead of one big one (examples/benchmarks/bench_moe.py measures all three). The expert-parallel layer (toyds/expert_parallel.py) reuses
 run_blocks and run_grouped on the rows it receives.
 
 Shapes: N tokens, D model width, E experts, K top-k, H expert width, A = N*K copies.
@@ -22,6 +25,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def resolve_dispatch(cfg, x: torch.Tensor) -> str:
+    """The dispatch a layer of config cfg uses for rows x: "auto" resolved by device, and
+    "grouped_mm" falling back to "sorted" where torch._grouped_mm cannot take them."""
+    how = cfg.dispatch
+    if how == "auto":  # on a CPU the loop measured fastest (see the opener)
+        how = "grouped_mm" if x.is_cuda else "loop"
+    if how == "grouped_mm" and not grouped_mm_available(x, cfg):
+        how = "sorted"
+    return how
 
 
 def dispatch_loop(x, weights, indices, experts, keep=None) -> torch.Tensor:

@@ -48,7 +48,7 @@ from torch import nn
 
 from toyds import balance
 from toyds.distributed import _comm_device, get_rank, get_world_size
-from toyds.dispatch import grouped_mm_available, run_blocks, run_grouped
+from toyds.dispatch import resolve_dispatch, run_blocks, run_grouped
 from toyds.moe import MoE
 
 # ---------------------------------------------------------- the exchange
@@ -194,8 +194,7 @@ class ExpertParallelMoE(MoE):
         return torch.zeros_like(x).index_add_(0, token, back * weight[:, None])
 
     def _grouped(self, x) -> bool:
-        wanted = self.cfg.dispatch == "grouped_mm" or (self.cfg.dispatch == "auto" and x.is_cuda)  # as MoE.routed
-        return wanted and grouped_mm_available(x, self.cfg)
+        return resolve_dispatch(self.cfg, x) == "grouped_mm"  # received rows arrive sorted: blocks or one kernel
 
     def _global(self, counts: torch.Tensor) -> torch.Tensor:
         """Routing counts summed over ranks: MoE._record then runs the same balancing code."""

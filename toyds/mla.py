@@ -125,7 +125,7 @@ class MLA(nn.Module):
     def forward(self, x, cos, sin, mask, cache=None, start: int = 0):
         """x (B, T, D) at positions start..start+T-1; cos/sin (T, dr) or (B, 1, T, dr); mask as in Attention."""
         cfg, nh = self.cfg, self.n_head
-        dn, dr, dv, c = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
+        dn, dr, c = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.kv_lora_rank
         B, T, _ = x.shape
         q = self.wq(x) if cfg.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(x)))
         q = rearrange(q, "b t (h d) -> b h t d", h=nh)  # (B, nh, T, dn+dr)

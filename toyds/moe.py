@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from toyds import balance
-from toyds.dispatch import dispatch_loop, dispatch_sorted, grouped_mm_available
+from toyds.dispatch import dispatch_loop, dispatch_sorted, resolve_dispatch
 from toyds.layers import SwiGLU
 
 SCORE_FUNCS = ("softmax", "sigmoid")
@@ -59,7 +59,7 @@ class MoEConfig:
     seq_aux_alpha: float = 0.0001  # weight alpha of V3's sequence-wise auxiliary loss (seq_aux; V3 used 0.0001)
     bias_update_speed: float = 0.001  # gamma of the bias rule b_i += gamma * sign(...)
     capacity_factor: float | None = None  # None: keep every token; else drop past cf * N * K / E per expert
-    dispatch: str = "auto"  # "loop", "sorted", "grouped_mm", or "auto" (grouped_mm on CUDA, else sorted)
+    dispatch: str = "auto"  # "loop", "sorted", "grouped_mm", or "auto" (grouped_mm on CUDA, loop on a CPU)
 
     def __post_init__(self):
         for name in ("dim", "n_experts", "top_k", "expert_dim", "n_groups", "topk_groups"):
@@ -192,11 +192,7 @@ class MoE(nn.Module):
 
     def routed(self, x, weights, indices, keep=None) -> torch.Tensor:
         """sum_k weights[:, k] * expert_{indices[:, k]}(x), by the configured dispatch."""
-        how = self.cfg.dispatch
-        if how == "auto":  # on a CPU, grouped_mm measured slower than sorted (examples/benchmarks/bench_moe.py)
-            how = "grouped_mm" if x.is_cuda else "sorted"
-        if how == "grouped_mm" and not grouped_mm_available(x, self.cfg):
-            how = "sorted"
+        how = resolve_dispatch(self.cfg, x)
         if how == "loop":
             return dispatch_loop(x, weights, indices, self.experts, keep)
         return dispatch_sorted(x, weights, indices, self.experts, keep, grouped_mm=how == "grouped_mm")

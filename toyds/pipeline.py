@@ -42,6 +42,7 @@ from toyds.rejection import rejection_sample
 from toyds.rewards import R1_REWARDS, R1_WEIGHTS
 from toyds.routing import LoadCurve, specialisation
 from toyds.runs import write_json
+from toyds.seeds import Claim
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -68,6 +69,9 @@ class PipelineConfig:
     seed: int = 0  # one seed for everything
 
 
+HEADLINE = [f"models.{m}.accuracy" for m in ("base", "r1_zero", "student", "student_logit_kd")] + ["student_over_r1_zero"]
+CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
+          Claim("R1-Zero beats its base by >= 0.3", "r1_zero_minus_base", ">=", 0.3)]
 QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
              sample_prompts=300, samples_per_prompt=2, student_steps=300, eval_per_digit=30)
 
@@ -283,3 +287,13 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     return {"models": {n: {k: m[k] for k in keys} for n, m in metrics.items()},
             "samples": {k: v for k, v in samples.items() if k != "settings"}, "config": asdict(cfg),
             "pictures": pictures, "seconds_total": time.perf_counter() - t_start}
+
+
+def run_seed(args, seed: int) -> dict:
+    """One seed of `toyds pipeline --seeds N` (toyds/seeds.py runs it): the first seed's stages go in
+    args.out, the others' in args.out/seed-<s>. args.config holds the PipelineConfig's other fields."""
+    out = Path(args.out) if seed == args.seeds[0] else Path(args.out) / f"seed-{seed}"
+    m = run_pipeline(out, PipelineConfig(**{**args.config, "seed": seed}), device=args.device, resume=args.resume)
+    acc = {n: r["accuracy"] for n, r in m["models"].items()}
+    return {**m, "student_over_r1_zero": acc["student"] / max(acc["r1_zero"], 1e-9),
+            "r1_zero_minus_base": acc["r1_zero"] - acc["base"]}

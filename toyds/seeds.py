@@ -23,14 +23,16 @@ as its issue names them), and "seeds" (every seed's full metrics), "summary"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import math
 import multiprocessing
 import operator
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
@@ -110,14 +112,20 @@ def judge(runs: list[dict], claims: list[Claim]) -> dict:
     return out
 
 
-def _one(fn, args, seed: int, threads: int) -> dict:
+def _one(fn, args, seed: int, threads: int, quiet: bool = False):
+    """One seed's run; with quiet, its printout is kept and returned, so seeds run side by side do not interleave."""
     torch.set_num_threads(threads)
     a = copy.copy(args)
     a.seed, a.threads = seed, threads
     from toyds.runs import seed_everything
 
     seed_everything(seed)
-    return fn(a, seed)
+    if not quiet:
+        return fn(a, seed), ""
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        metrics = fn(a, seed)
+    return metrics, buf.getvalue() + f"(seed {seed}: {time.perf_counter() - t0:.0f}s)\n"
 
 
 def run_seeds(fn, args, headline: list[str], claims: list[Claim] = (), log=print) -> dict:
@@ -134,12 +142,19 @@ def run_seeds(fn, args, headline: list[str], claims: list[Claim] = (), log=print
     threads = max(1, args.threads // jobs)
     t0 = time.perf_counter()
     if jobs == 1:
-        runs = [_one(fn, args, s, args.threads) for s in seeds]
+        runs = [_one(fn, args, s, args.threads)[0] for s in seeds]
     else:
-        log(f"{len(seeds)} seeds as {jobs} processes side by side, {threads} thread(s) each")
+        log(f"{len(seeds)} seeds as {jobs} processes side by side, {threads} thread(s) each; "
+            f"each seed's printout follows when it is done")
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            runs = list(pool.map(_one, [fn] * len(seeds), [args] * len(seeds), seeds, [threads] * len(seeds)))
+            futures = {pool.submit(_one, fn, args, s, threads, True): s for s in seeds}
+            for f in as_completed(futures):
+                log(f"seed {futures[f]} finished after {time.perf_counter() - t0:.0f}s")
+            done = {futures[f]: f.result() for f in futures}
+        for s in seeds:
+            log(f"\n======== seed {s} ========\n{done[s][1]}", end="")
+        runs = [done[s][0] for s in seeds]
     seconds = time.perf_counter() - t0
     summary = summarise(runs, headline)
     verdicts = judge(runs, claims)
@@ -153,10 +168,11 @@ def run_seeds(fn, args, headline: list[str], claims: list[Claim] = (), log=print
 def report(seeds: list[int], summary: dict, verdicts: dict, log=print) -> None:
     if len(seeds) > 1:
         width = max(len(p) for p in summary) + 2
-        log(f"\n{'figure':<{width}}" + "".join(f"{'seed ' + str(s):>11}" for s in seeds) + f"{'mean +- std':>20}{'range':>18}")
+        log(f"\n{'figure':<{width}}" + "".join(f"{'seed ' + str(s):>10}" for s in seeds)
+            + f"{'mean':>10}{'+- std':>9}{'min':>10}{'max':>10}")
         for path, s in summary.items():
-            cells = "".join(f"{v:>11.4g}" for v in s["values"])
-            log(f"{path:<{width}}{cells}{s['mean']:>12.4g} +- {s['std']:<5.2g}{s['min']:>9.4g} .. {s['max']:<7.4g}")
+            cells = "".join(f"{v:>10.4g}" for v in s["values"])
+            log(f"{path:<{width}}{cells}{s['mean']:>10.4g}{s['std']:>9.2g}{s['min']:>10.4g}{s['max']:>10.4g}")
     if verdicts:
         log("\nclaims:")
         for name, v in verdicts.items():
