@@ -260,3 +260,19 @@ def test_an_unusable_device_is_not_called_corrupt(tmp_path, monkeypatch):
         load_checkpoint(path, "cuda:7")
     with pytest.raises(ValueError, match="device 'toaster' is not usable here"):
         load_checkpoint(path, "toaster")
+
+
+def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
+    import torch as _torch
+
+    from toyds.model import GPT as _GPT, make_config as _make_config
+
+    _torch.manual_seed(0)
+    good = save_checkpoint(tmp_path / "m.pt", _GPT(_make_config("tiny")))
+    before = good.read_bytes()
+    bad = _GPT(_make_config("tiny"))
+    with _torch.no_grad():
+        bad.blocks[0].attn.wo.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"refusing to save .*m.pt: the weights blocks.0.attn.wo.weight hold NaN"):
+        save_checkpoint(good, bad)
+    assert good.read_bytes() == before  # the good checkpoint is untouched

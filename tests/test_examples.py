@@ -189,3 +189,37 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student", "student_logit_kd"))
     assert {n: r["accuracy"] for n, r in again["models"].items()} == {n: r["accuracy"] for n, r in first["models"].items()}
+
+
+# ------------------------------------------- bad arguments, named before any work
+
+
+@pytest.mark.parametrize("script, argv, says", [
+    ("examples/03_r1_zero.py", ["--group", "1"], "argument --group: must be an integer >= 2, got '1'"),
+    ("examples/03_r1_zero.py", ["--lr", "nan"], "argument --lr: must be a finite number in (0, 1], got 'nan'"),
+    ("examples/03_r1_zero.py", ["--eval-per-digit", "0"], "argument --eval-per-digit: must be an integer >= 1"),
+    ("examples/04_distillation.py", ["--alpha", "2"], "argument --alpha: must be a finite number in [0, 1], got '2'"),
+    ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
+    ("examples/05_pipeline.py", ["--kd-alpha", "2"], "argument --kd-alpha: must be a finite number in [0, 1]"),
+    ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
+    ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
+    ("examples/00_arithmetic.py", ["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+])
+def test_bad_example_arguments_are_named_before_any_work(script, argv, says, capsys, monkeypatch):
+    import toyds.train
+
+    monkeypatch.setattr(toyds.train, "train_supervised", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit):
+        run_script(script, argv)
+    assert says in capsys.readouterr().err
+
+
+def test_an_unusable_out_is_named_before_any_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(SystemExit, match=r"--out .*afile is not a directory"):
+        run_script("examples/00_arithmetic.py", ["--out", str(tmp_path / "afile")])
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "think.pt").write_text("my notes, not a checkpoint")
+    with pytest.raises(SystemExit, match=r"refusing to overwrite .*think.pt: it is a regular file but not a toyds"):
+        run_script("examples/00_arithmetic.py", ["--out", str(tmp_path / "d")])
+    assert (tmp_path / "d" / "think.pt").read_text() == "my notes, not a checkpoint"

@@ -162,6 +162,10 @@ def save_checkpoint(path, model: GPT, meta: dict | None = None, force: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # a NaN model is not worth keeping, and must not replace a good one
+        raise ValueError(f"refusing to save {path}: the weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+                         f"hold NaN or infinite values (training diverged); the file was left as it was")
     state = {
         "format": FORMAT,
         "config": model.cfg.to_dict(),
