@@ -14,7 +14,9 @@ The direct model must carry every digit "in its head" within one forward pass
 per output digit; the traced model writes its carries down. Lee et al. (2023,
 "Teaching arithmetic to small transformers") saw the same with scratchpads.
 A learning rate of 1e-2 matters at this size: at 3e-3 the traced model reached
-only 0.23 on 3-digit sums in the same 700 steps.
+only 0.23 on 3-digit sums in 700 steps. So do the steps: at 700 the traced model
+sat on a knife edge (3-digit accuracy 0.94, 0.55 and 0.74 on seeds 0, 1 and 2);
+at 1000 it cleared 0.9 on each of them.
 
 Claims, checked on every seed: worked traces reach >= 0.9 on 3-digit sums, and
 beat direct answers there by >= 0.5. About 50 s for one seed and 2 minutes for
@@ -93,7 +95,7 @@ def run(args, seed: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset")
-    ap.add_argument("--steps", type=at_least(1), default=700, help="optimiser steps per model")
+    ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps per model")
     ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-2,
                     help="peak learning rate (tiny models like it high)")

@@ -18,10 +18,13 @@
    trained on base-model samples labelled by the rules: its proxy reward beside
    the true accuracy it buys. The toy of why R1 chose rules. What makes the hacking
    show on every seed: the judge is narrow (one layer of width 32, trained briefly
-   on a few hundred base samples), and the policy is pushed hard against it
-   (--rm-lr, a higher learning rate than the rules run, and no KL leash). A judge
-   that cannot check the sum learns what right answers usually look like; the policy
-   then writes what the judge likes, and the truth falls behind.
+   on 1,200 base samples; it agrees with the rule on ~88% of fresh base samples),
+   and the policy is pushed hard against it (--rm-lr 2e-4, four times the rules
+   run's learning rate, and no KL leash). A judge that cannot check the sum learns
+   what right answers usually look like (tags in a certain order); within 30 steps
+   the policy writes tag salad the judge scores ~0.98, and true accuracy falls to
+   0. A wider judge, more of its data, a KL leash or a smaller learning rate slow
+   this down; none of them closes the gap a rule never opens.
 
 Claims, per seed: after RL the format rate is >= 0.95, greedy accuracy rises by
 >= 0.3, and completions are longer on the hardest level than the easiest; the
@@ -237,7 +240,7 @@ def main(argv=None):
     ap.add_argument("--rm-steps", type=at_least(1), default=200, help="reward model training steps")
     ap.add_argument("--rm-layers", type=at_least(1), default=1, help="reward model transformer blocks (a narrow judge)")
     ap.add_argument("--rm-dim", type=at_least(8), default=32, help="reward model width (a multiple of 8)")
-    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=60, help="GRPO steps against the learned reward")
+    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=30, help="GRPO steps against the learned reward")
     ap.add_argument("--rm-lr", type=number(0, 1, low_open=True), default=2e-4,
                     help="GRPO learning rate against the learned reward (pushed harder than the rules run)")
     ap.add_argument("--rm-beta", type=number(0), default=0.0, help="KL weight of the learned-reward run")

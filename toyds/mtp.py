@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from toyds.layers import RMSNorm
+from toyds.layers import RMSNorm, evaluating
 from toyds.sampling import Generation, ban_specials, left_pad, sample_next
 from toyds.tokenizer import Tokenizer
 from toyds.train import masked_lm_loss
@@ -155,8 +155,15 @@ def speculative_generate(model, prompts: list[list[int]], max_new_tokens: int,
     B, P = ids.shape
     if P + N > cfg.block_size:
         raise ValueError(f"prompt ({P} tokens) + max_new_tokens ({N}) exceeds the model's block_size={cfg.block_size}")
-    was_training = model.training
-    model.eval()
+    with evaluating(model):  # restored even if decoding fails
+        return _speculate(model, ids, mask, N, K, tok)
+
+
+@torch.no_grad()
+def _speculate(model, ids, mask, N: int, K: int, tok) -> tuple[Generation, SpecStats]:
+    """The rounds of speculative_generate: draft, verify, keep the agreed prefix, repeat."""
+    cfg, p = model.cfg, model.embed.weight
+    B, P = ids.shape
     L = P + N
     st = SpecState(seq=torch.full((B, L), tok.pad_id, dtype=torch.long, device=p.device),
                    real=torch.ones(B, L, dtype=torch.bool, device=p.device),
@@ -210,7 +217,6 @@ def speculative_generate(model, prompts: list[list[int]], max_new_tokens: int,
         # 5. roll back: cache entries past position n+a hold rejected drafts; the next
         # round writes over them, since every forward attends only to positions < start + T
         n += a + 1
-    model.train(was_training)
 
     new, logps, comp = st.seq[:, P : P + produced], logps[:, :produced], comp[:, :produced]
     texts = [tok.decode(row[m].tolist()) for row, m in zip(new, comp)]
