@@ -86,8 +86,9 @@ def pretrain_base(args, seed):
 
 def snapshot(model, test, args, seed) -> tuple[dict, list[dict]]:
     """Greedy measures and records, plus sampled accuracy (mean over --samples at temperature 1)."""
-    greedy, records = evaluate(model, test, return_records=True)
-    sampled = evaluate(model, test, temperature=1.0, samples=args.samples, seed=seed)
+    cap = args.max_new_tokens  # a rambling completion is cut where GRPO cuts it
+    greedy, records = evaluate(model, test, return_records=True, max_new_tokens=cap)
+    sampled = evaluate(model, test, temperature=1.0, samples=args.samples, seed=seed, max_new_tokens=cap)
     greedy["sampled_accuracy"] = sampled["accuracy"]
     for d, row in greedy["by_difficulty"].items():
         row["sampled_accuracy"] = sampled["by_difficulty"][d]["accuracy"]
@@ -103,7 +104,7 @@ def learned_rm_run(base, rl_problems, test, args, seed):
     """4. Train r_phi on base samples labelled by the rule, then RL against r_phi."""
     t0 = time.perf_counter()
     probs = rl_problems[: args.rm_prompts]
-    texts = complete(base, probs, temperature=1.0, samples=4, seed=seed + 1)
+    texts = complete(base, probs, temperature=1.0, samples=4, max_new_tokens=args.max_new_tokens, seed=seed + 1)
     labels = [accuracy_reward(t, probs[i // 4].answer) for i, t in enumerate(texts)]
     full = [probs[i // 4].prompt() + t for i, t in enumerate(texts)]
     torch.manual_seed(seed)
@@ -111,7 +112,7 @@ def learned_rm_run(base, rl_problems, test, args, seed):
                                  hidden_dim=3 * args.rm_dim)).to(args.device)
     train_reward_model(rm, full, labels, TrainConfig.recipe(args.rm_steps, 1e-3, seed=seed), desc=f"seed {seed}: RM")
     # how good a judge is it, on fresh base samples it was not trained on?
-    fresh = complete(base, test, temperature=1.0, samples=2, seed=seed + 2)
+    fresh = complete(base, test, temperature=1.0, samples=2, max_new_tokens=args.max_new_tokens, seed=seed + 2)
     truth = [accuracy_reward(t, test[i // 2].answer) for i, t in enumerate(fresh)]
     judged = rm.score([test[i // 2].prompt() + t for i, t in enumerate(fresh)])
     agree = sum((j > 0.5) == (y > 0.5) for j, y in zip(judged, truth)) / len(truth)
@@ -123,7 +124,7 @@ def learned_rm_run(base, rl_problems, test, args, seed):
     # the learned reward drives; the rules are measured beside it (measure_fn), never rewarded
     hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], measure_fn=rollout_measures,
                       desc=f"seed {seed}: grpo (learned reward)")
-    res, records = evaluate(policy, test, return_records=True)
+    res, records = evaluate(policy, test, return_records=True, max_new_tokens=args.max_new_tokens)
     proxy = sum(rm.score([r["problem"].prompt() + r["completion"] for r in records])) / len(records)
     return {"proxy_reward": proxy, "true_accuracy": res["accuracy"], "proxy_minus_true": proxy - res["accuracy"],
             "rm_agreement_on_base_samples": agree, "format_rate": res["format_rate"], "steps": len(hist),
@@ -146,8 +147,8 @@ def run(args, seed: int) -> dict:
                            unique=True, allow_fewer=True)  # small cells give what they hold
     rl_problems = sample_problems(5000, digits=args.digits, ops=args.ops, seed=seed + 1000)
     before, _ = snapshot(base, test, args, seed)
-    forced = evaluate(base, test, prefix="<think>")
-    pk_before = pass_at_k(base, test, args.pass_k, seed=seed)
+    forced = evaluate(base, test, prefix="<think>", max_new_tokens=args.max_new_tokens)
+    pk_before = pass_at_k(base, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
 
     # 2. R1-Zero: GRPO with R1's rule-based rewards, passed explicitly (add yours here, with a weight)
     policy = copy.deepcopy(base)
@@ -157,7 +158,7 @@ def run(args, seed: int) -> dict:
                          desc=f"seed {seed}: grpo (rules)")
     rl_seconds = time.perf_counter() - t0
     after, records = snapshot(policy, test, args, seed)
-    pk_after = pass_at_k(policy, test, args.pass_k, seed=seed)
+    pk_after = pass_at_k(policy, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
 
     # 3. before and after
     print(f"\nseed {seed}: GRPO {args.grpo_steps} steps x {args.prompts} prompts x {args.group} samples in "

@@ -101,11 +101,11 @@ def evaluate(model, problems, temperature=0.0, samples=1, seed=0, max_new_tokens
     return (out, records) if return_records else out
 
 
-def pass_at_k(model, problems, k: int, temperature: float = 1.0, seed: int = 0) -> float:
+def pass_at_k(model, problems, k: int, temperature: float = 1.0, seed: int = 0, max_new_tokens=None) -> float:
     """Share of problems solved by at least one of k sampled completions."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    records = score(problems, complete(model, problems, temperature, k, seed=seed), k)
+    records = score(problems, complete(model, problems, temperature, k, max_new_tokens, seed=seed), k)
     solved = [max(r["accuracy"] for r in records[i * k : (i + 1) * k]) for i in range(len(problems))]
     return sum(solved) / max(len(problems), 1)
 

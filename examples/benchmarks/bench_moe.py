@@ -73,7 +73,7 @@ def main(argv=None):
         "grouped_mm": moe(args.experts, "grouped_mm"),
     }
     for name in ("sorted", "grouped_mm"):  # identical weights, so only the dispatch differs
-        layers[name].load_state_dict(layers["moe"].state_dict())
+        layers[name].load_state_dict(layers["loop"].state_dict())
     probe = torch.zeros(1, D, device=device)
     has_gmm = grouped_mm_available(probe, layers["loop"].cfg)
     default = resolve_dispatch(moe(args.experts).cfg, probe)
