@@ -350,7 +350,7 @@ def main(argv=None):
     ap.add_argument("--mtp-prompts", type=int, default=16, help="held-out prompts decoded one at a time for MTP")
     ap.add_argument("--mtp-repeats", type=int, default=3, help="timings of the MTP decoding (median)")
     ap.add_argument("--deep-extra", type=int, default=4, help="pass-through blocks added to show a deeper main model")
-    ap.add_argument("--contexts", type=_arg_type(parse_contexts), default=parse_contexts("128,256,512,1024,2048"),
+    ap.add_argument("--contexts", type=_arg_type(parse_contexts), default="128,256,512,1024,2048",
                     help="cached positions at which decode speed is measured")
     ap.add_argument("--decode-batch", type=int, default=64, help="sequences decoded together in the speed table")
     ap.add_argument("--decode-steps", type=int, default=8, help="one-token steps per timing")

@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="int8 copy of a model: file size, decode speed and accuracy vs float32",
                        formatter_class=fmt)
     p.add_argument("--model", type=Path, required=True, help="float32 checkpoint to quantise (e.g. a student)")
-    p.add_argument("--out", type=Path, default=None, help="write the int8 checkpoint here (default: measure only)")
+    p.add_argument("--out", type=Path, default=None, help="write the int8 checkpoint here; without it, only measure")
     p.add_argument("--metrics", type=Path, default=None, help="write the figures as JSON to this file")
     p.add_argument("--digits", default="1,2,3", help="held-out problems: digits per operand, comma-separated")
     p.add_argument("--ops", default="+", help="held-out problems: operations from + - x, comma-separated")
