@@ -20,7 +20,7 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("train", "solve", "experts", "pipeline"):
+    for cmd in ("train", "solve", "experts", "pipeline", "quantize"):
         assert cmd in out
 
 
@@ -152,3 +152,33 @@ def test_solve_names_a_problem_too_long_for_the_model(tmp_path, capsys):
 def test_every_command_checks_device_first(tmp_path, capsys, command):
     assert main([*command, "--device", "cuda:99"]) == 2
     assert "--device 'cuda:99' is not usable here" in one_line_error(capsys, command[0])
+
+
+def test_quantize_prints_float_vs_int8_and_saves(tmp_path, capsys):
+    import json
+
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m.pt", GPT(make_config("tiny", block_size=32)))  # short: an untrained model never stops
+    out, metrics = tmp_path / "q.pt", tmp_path / "q.json"
+    assert main(["quantize", "--model", str(path), "--out", str(out), "--metrics", str(metrics), "--eval-per-digit",
+                 "2", "--digits", "1,2", "--batch-sizes", "1,4", "--repeats", "1", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "file size (KB)" in text and "decode tokens/s, batch 4" in text and "held-out accuracy" in text
+    m = json.loads(metrics.read_text())
+    for kind in ("float32", "int8"):
+        assert {"file_bytes", "weight_bytes", "accuracy", "tokens_per_s_batch_1", "tokens_per_s_batch_4"} <= set(m[kind])
+    assert m["int8"]["file_bytes"] < 0.35 * m["float32"]["file_bytes"]
+    assert 0 <= m["same_completion"] <= 1 and m["max_abs_logit_diff"] < 0.1
+    # the int8 file loads, and quantising it again is refused with a reason
+    assert main(["quantize", "--model", str(out), "--threads", "1"]) == 2
+    assert "already an int8 model" in capsys.readouterr().err
+
+
+def test_quantize_checks_flags_before_work(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m.pt", GPT(make_config("tiny")))
+    assert main(["quantize", "--model", str(path), "--batch-sizes", "0,4"]) == 2
+    assert "--batch-sizes '0,4'" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["quantize", "--model", str(path), "--out", str(tmp_path / "notes.txt")]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "mine"

@@ -223,3 +223,31 @@ def test_an_unusable_out_is_named_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"refusing to overwrite .*think.pt: it is a regular file but not a toyds"):
         run_script("examples/00_arithmetic.py", ["--out", str(tmp_path / "d")])
     assert (tmp_path / "d" / "think.pt").read_text() == "my notes, not a checkpoint"
+
+
+@pytest.mark.slow
+def test_08_mla(tmp_path):
+    run_script("examples/08_mla.py", ["--steps", "12", "--problems", "300", "--eval-per-digit", "2", "--digits", "1,2",
+                                     "--mtp-prompts", "2", "--mtp-repeats", "1", "--deep-extra", "1",
+                                     "--contexts", "8,24", "--decode-batch", "2", "--decode-steps", "2",
+                                     "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    q = m["quality"]
+    for name in ("mha", "mla"):
+        assert q[name]["val_loss"] > 0 and 0 <= q[name]["accuracy"] <= 1
+    assert abs(q["mla"]["params"] / q["mha"]["params"] - 1) < 0.1  # about the same parameter count
+    assert q["loss_gap"] == pytest.approx(q["mla"]["val_loss"] - q["mha"]["val_loss"])
+    # measured from the cache tensors, and equal to V2 Table 1 (float32 bytes)
+    assert set(m["cache_bytes_per_token"]) == {"mha", "mla_naive", "mla_absorb"}
+    assert m["cache_bytes_per_token"] == m["cache_bytes_formula"]
+    assert m["cache_bytes_per_token"]["mha"] == 2 * 4 * 16 * 4 and m["cache_bytes_per_token"]["mla_absorb"] == (32 + 16) * 4
+    assert set(m["decode"]) == {"8", "24"}
+    assert all(set(row) == {"mha", "mla_naive", "mla_absorb"} and min(row.values()) > 0 for row in m["decode"].values())
+    assert m["decode_memory"]["24"]["mha"]["cache_mb"] > m["decode_memory"]["24"]["mla_absorb"]["cache_mb"]
+    mtp = m["mtp"]
+    assert len(mtp["acceptance"]) == 1 and 0 <= mtp["acceptance"][0] <= 1 and mtp["speedup"] > 0
+    assert len(mtp["loss_main_with_vs_without_mtp"]) == 2 and mtp["loss_main_with_vs_without_mtp"][1] == q["mla"]["val_loss"]
+    # speculative decoding reproduced greedy; the pass-through blocks changed no token
+    assert mtp["identical"] == 1.0 and mtp["deep"]["identical"] == 1.0
+    assert mtp["deep"]["acceptance"] == mtp["acceptance"] and mtp["deep"]["tokens"] == mtp["tokens"]
+    assert m["seconds"] > 0 and set(m["claims"]) and m["summary"]

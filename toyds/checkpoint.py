@@ -18,6 +18,10 @@ only with force=True. New files get the permissions open() would give them
 next save to that folder. (The path is checked when the save starts: a file
 swapped in during the milliseconds of the write is not noticed.)
 
+An int8 model (toyds/quantize.py) saves the same way, with "quantization":
+"int8" in the file; loading rebuilds the int8 layers before the weights go in, and
+checks every tensor's dtype as well as its shape (an int8 weight is never cast).
+
 Loading uses torch.load(weights_only=True), which unpickles only tensors and
 plain containers: a checkpoint from a stranger cannot run code on your machine.
 Every malformed file (not a checkpoint, truncated, a missing or mistyped entry, a
@@ -42,6 +46,8 @@ from pathlib import Path
 import torch
 
 from toyds.model import GPT, GPTConfig
+from toyds.quantize import SCHEME as QUANT_SCHEME
+from toyds.quantize import is_quantized, quantize_model
 from toyds.runs import check_device
 from toyds.tokenizer import VOCAB, Tokenizer
 
@@ -174,6 +180,8 @@ def save_checkpoint(path, model: GPT, meta: dict | None = None, force: bool = Fa
         "sha256": weights_checksum(weights),
         "meta": meta or {},
     }
+    if is_quantized(model):
+        state["quantization"] = QUANT_SCHEME
     tmp = path.with_name(f".{path.name}.toyds-{os.getpid()}.tmp")
     if describe(tmp) == "a regular file":  # left by an earlier process that had our pid
         os.unlink(tmp)
@@ -265,19 +273,26 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> tuple[GPT, Toke
     known = [f.name for f in dataclasses.fields(GPTConfig)]
     if unknown := [k for k in config if k not in known]:
         raise bad(f"its config has the unknown field {unknown[0]!r}; a GPTConfig has {known}")
+    quant = state.get("quantization")
+    if quant not in (None, QUANT_SCHEME):
+        raise bad(f"its quantization is {quant!r}; this toyds loads float32 models (no entry) or {QUANT_SCHEME!r}")
+
+    def build(cfg):  # the model the weights go into: float32, or with toyds/quantize.py's int8 layers
+        return quantize_model(GPT(cfg)) if quant else GPT(cfg)
+
     try:
         cfg = GPTConfig(**config)
         with torch.device("meta"):  # shapes only, no memory: a config cannot make us allocate more than the file
-            shapes = {k: v.shape for k, v in GPT(cfg).state_dict().items()}
+            shapes = {k: (v.shape, v.dtype) for k, v in build(cfg).state_dict().items()}
     except Exception as e:  # a field of the wrong type can fail anywhere in the constructors
         raise bad(f"its config does not build a model ({type(e).__name__}: {e})") from e
     if cfg.vocab_size != len(VOCAB):
         raise bad(f"its config says vocab_size={cfg.vocab_size}, but the vocabulary has {len(VOCAB)} tokens")
-    if shapes != {k: v.shape for k, v in weights.items()}:
+    if shapes != {k: (v.shape, v.dtype) for k, v in weights.items()}:
         missing, extra = sorted(shapes.keys() - weights.keys()), sorted(weights.keys() - shapes.keys())
-        shaped = [k for k in shapes.keys() & weights.keys() if shapes[k] != weights[k].shape]
+        shaped = [k for k in shapes.keys() & weights.keys() if shapes[k] != (weights[k].shape, weights[k].dtype)]
         raise ValueError(f"{path}: the weights do not match the saved config (missing {missing[:3]}, "
-                         f"unexpected {extra[:3]}, mis-shaped {sorted(shaped)[:3]})")
-    model = GPT(cfg)
+                         f"unexpected {extra[:3]}, mis-shaped or mis-typed {sorted(shaped)[:3]})")
+    model = build(cfg)
     model.load_state_dict(weights, strict=True)
     return model.to(device), Tokenizer(), dict(state.get("meta", {}))

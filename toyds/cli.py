@@ -4,11 +4,12 @@
     toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
+    toyds quantize --model runs/pipeline/stages/student.pt          # the student as int8: size, speed, accuracy
 
 Every subcommand runs on the CPU by default and takes --device. Every flag is checked
 before any work starts: a bad one gets one line naming it and its valid range, and
-exit code 2. `train` never replaces anything at --out but a toyds checkpoint (or,
-with --force, a regular file).
+exit code 2. `train` and `quantize` never replace anything at --out but a toyds
+checkpoint (or, with --force, a regular file).
 """
 
 from __future__ import annotations
@@ -166,6 +167,94 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def _sizes(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"--batch-sizes {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,64")
+    return [int(p) for p in parts]
+
+
+def cmd_quantize(args) -> int:
+    import os
+    import statistics
+    import tempfile
+
+    from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
+    from toyds.evaluate import evaluate
+    from toyds.quantize import is_quantized, quantize_model, weight_bytes
+    from toyds.runs import write_json
+    from toyds.sampling import generate, left_pad
+
+    digits, ops = parse_digits(args.digits), parse_ops(args.ops)
+    batch_sizes = _sizes(args.batch_sizes)
+    for flag, value in [("--eval-per-digit", args.eval_per_digit), ("--repeats", args.repeats)]:
+        _at_least(flag, value)
+    if args.out is not None:
+        check_writable(args.out, force=args.force)
+    torch.set_num_threads(args.threads)
+    model, tok, _ = load_checkpoint(args.model, args.device)
+    if is_quantized(model):
+        raise ValueError(f"{args.model} is already an int8 model; give the float32 checkpoint it came from")
+    model.eval()
+    models = {"float32": model, "int8": quantize_model(model)}
+    test = sample_problems(args.eval_per_digit * len(digits) * len(ops), digits=digits, ops=ops, split="test",
+                           unique=True, allow_fewer=True)
+    prompts = [tok.encode(p.prompt()) for p in test]
+    res = {name: {"weight_bytes": weight_bytes(m)} for name, m in models.items()}
+
+    # 1. file size: both written by save_checkpoint, the same way
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, m in models.items():
+            res[name]["file_bytes"] = os.path.getsize(save_checkpoint(Path(tmp) / f"{name}.pt", m))
+    # 2. held-out accuracy (greedy), and how often int8 writes exactly the float32 model's completion
+    records = {}
+    for name, m in models.items():
+        summary, records[name] = evaluate(m, test, return_records=True)
+        res[name]["accuracy"] = summary["accuracy"]
+    same = [a["completion"] == b["completion"] for a, b in zip(records["float32"], records["int8"])]
+    with torch.no_grad():  # the logits on the float model's own completions
+        texts = [tok.encode(p.prompt() + r["completion"])[: model.cfg.block_size]
+                 for p, r in zip(test, records["float32"])]
+        ids, mask = left_pad(texts, tok.pad_id, args.device)
+        diff = (models["float32"](ids, pad_mask=mask) - models["int8"](ids, pad_mask=mask)).abs()[mask]
+    # 3. decode tokens/s, greedy with the KV cache; float32 and int8 alternate, median of --repeats
+    for bs in batch_sizes:  # at least 16 prompts per timing, in batches of bs
+        todo = [prompts[i % len(prompts)] for i in range(max(bs, 16))]
+        batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+        times, tokens = {name: [] for name in models}, {}
+        for _ in range(args.repeats):
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                gens = [generate(m, b, model.cfg.block_size - max(map(len, b)), temperature=0, tokenizer=tok)
+                        for b in batches]
+                times[name].append(time.perf_counter() - t0)
+                tokens[name] = sum(int(g.completion_mask.sum()) for g in gens)
+        for name in models:
+            res[name][f"tokens_per_s_batch_{bs}"] = tokens[name] / statistics.median(times[name])
+
+    f, q = res["float32"], res["int8"]
+    print(f"{args.model}: {model.params_total():,} parameters, {len(test)} held-out problems")
+    print(f"{'':<26}{'float32':>12}{'int8':>12}{'int8 / float32':>16}")
+    rows = [("file size (KB)", "file_bytes", 1 / 1000), ("weights (KB)", "weight_bytes", 1 / 1000)]
+    rows += [(f"decode tokens/s, batch {bs}", f"tokens_per_s_batch_{bs}", 1) for bs in batch_sizes]
+    rows += [("held-out accuracy", "accuracy", 1)]
+    for label, key, unit in rows:
+        ratio = q[key] / f[key] if f[key] else float("nan")
+        digits_ = 3 if key == "accuracy" else 1
+        print(f"{label:<26}{f[key] * unit:>12.{digits_}f}{q[key] * unit:>12.{digits_}f}{ratio:>16.2f}")
+    agreement = sum(same) / len(same)
+    print(f"int8 writes the float32 model's exact completion for {agreement:.1%} of the problems; "
+          f"logits differ by at most {diff.max():.4f} (mean {diff.mean():.5f})")
+    metrics = {"float32": f, "int8": q, "same_completion": agreement, "max_abs_logit_diff": float(diff.max()),
+               "mean_abs_logit_diff": float(diff.mean()), "problems": len(test), "model": str(args.model)}
+    if args.out is not None:
+        save_checkpoint(args.out, models["int8"], meta={"quantized_from": str(args.model)}, force=args.force)
+        print(f"saved {args.out}")
+    if args.metrics is not None:
+        print(f"wrote {write_json(args.metrics, metrics)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="toyds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -203,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="checkpoint of an MoE model (e.g. runs/pipeline/stages/base.pt)")
     _common(p)
     p.set_defaults(fn=cmd_experts)
+
+    p = sub.add_parser("quantize", help="int8 copy of a model: file size, decode speed and accuracy vs float32",
+                       formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="float32 checkpoint to quantise (e.g. a student)")
+    p.add_argument("--out", type=Path, default=None, help="write the int8 checkpoint here; without it, only measure")
+    p.add_argument("--metrics", type=Path, default=None, help="write the figures as JSON to this file")
+    p.add_argument("--digits", default="1,2,3", help="held-out problems: digits per operand, comma-separated")
+    p.add_argument("--ops", default="+", help="held-out problems: operations from + - x, comma-separated")
+    p.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count and operation")
+    p.add_argument("--batch-sizes", default="1,64", help="prompts decoded together in the speed timings")
+    p.add_argument("--repeats", type=int, default=3, help="timings per batch size and model (the median is shown)")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
+    _common(p)
+    p.set_defaults(fn=cmd_quantize)
 
     p = sub.add_parser("pipeline", help="the whole R1 story: MoE base, R1-Zero, rejection sampling, distillation",
                        formatter_class=fmt)
