@@ -43,6 +43,7 @@ from toyds.reward_model import RewardModel, as_reward_fn, train_reward_model
 from toyds.rewards import accuracy_reward, accuracy_reward_batch, format_reward_batch
 from toyds.runs import add_common_args, add_problem_args, setup, write_metrics
 from toyds.train import TrainConfig, train_supervised
+from toyds.workshop import advantages_arg
 
 KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
 
@@ -125,6 +126,8 @@ def main(argv=None):
     ap.add_argument("--rm-grpo-steps", type=int, default=40, help="GRPO steps against the learned reward model")
     ap.add_argument("--no-learned-rm", action="store_true", help="skip step 4 (the learned reward model run)")
     ap.add_argument("--show", type=int, default=4, help="completions to print in full")
+    ap.add_argument("--advantages", type=advantages_arg, default=None,
+                    help="a Python file defining group_advantages (the workshop exercise) to use instead of toyds's")
     add_problem_args(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
@@ -154,7 +157,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     # R1's rewards, passed explicitly: add a reward function (and its weight) here
     history = train_grpo(policy, rl_problems, grpo_config(args), reward_fns=[accuracy_reward_batch, format_reward_batch],
-                         reward_weights=[1.0, 0.5], measure_fn=rollout_measures, desc="grpo (rules)")
+                         reward_weights=[1.0, 0.5], measure_fn=rollout_measures, desc="grpo (rules)",
+                         advantage_fn=args.advantages)
     rl_seconds = time.perf_counter() - t0
     after, records = snapshot(policy, test, args)
     pk_after = pass_at_k(policy, test, args.pass_k, seed=args.seed)

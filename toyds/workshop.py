@@ -24,6 +24,7 @@ participant's group_advantages to train_grpo(advantage_fn=...).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import inspect
 import itertools
@@ -122,6 +123,37 @@ def load_function(path, name: str):
     return fn
 
 
+def function_arg(name: str, example: tuple = ()):
+    """An argparse type that loads function `name` from a file: e.g. --advantages FILE.
+
+    With an example call, the function is also tried once, so a stub that is not
+    written yet, or a file that breaks, is reported before minutes of training.
+    """
+
+    def convert(text):
+        try:
+            fn = load_function(text, name)
+            if example:
+                fn(*example)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        except NotImplementedError:
+            raise argparse.ArgumentTypeError(f"{name} in {text} is not written yet (it raises NotImplementedError): "
+                                             f"write it, or check it first with toyds check") from None
+        except Exception as e:  # noqa: BLE001: the participant's code, tried on an example
+            raise argparse.ArgumentTypeError(f"{name} in {text} raised {type(e).__name__} on an example call: {e}"
+                                             f"{_where(e.__traceback__, Path(text))}") from None
+        return fn
+
+    convert.__name__ = f"a Python file defining {name}"
+    return convert
+
+
+def advantages_arg(text: str):
+    """--advantages FILE: the participant's group_advantages, tried on one small example first."""
+    return function_arg("group_advantages", (torch.tensor([1.0, 0.0, 1.0, 0.0]), 2))(text)
+
+
 # ------------------------------------------------------------------ comparing
 
 
@@ -151,6 +183,8 @@ def show(x, limit: int = 12) -> str:
 def differ(got, want, atol: float, rtol: float, where: str = "") -> str | None:
     """None if got matches want, else a sentence on the first difference."""
     at = f" at {where}" if where else ""
+    if got is None and want is not None:
+        return f"received None{at}: is a `return` missing?"
     if isinstance(want, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             return f"expected a tensor{at}, received {type(got).__name__}"
@@ -316,8 +350,6 @@ def run_check(name: str, path=None, timeout: float = 10.0, say=print) -> Report:
         try:
             got = _in_thread(lambda: case.run(fn), timeout)
             detail = differ(got, want, case.atol, case.rtol)
-            if detail and got is None:
-                detail = f"your function returned None: is a `return` missing? ({detail})"
         except _Timeout:
             report.results.append(CaseResult(case.name, False, "timeout"))
             out(f"  FAIL  {case.name}")
@@ -344,7 +376,7 @@ def run_check(name: str, path=None, timeout: float = 10.0, say=print) -> Report:
         out(f"Case {i}, {case.name!r}, is the first to fail:")
         out(f"  input:     {case.shown}")
         out(f"  expected:  {show(want)}")
-        if got is not None or "returned None" in detail:
+        if "raised" not in detail:
             out(f"  received:  {show(got)}")
         out(f"  what differs: {detail}")
         out(f"  hint: {case.hint}")

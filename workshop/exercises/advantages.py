@@ -10,8 +10,8 @@ Write `group_advantages` below. It keeps the name and signature of
 toyds.grpo.group_advantages, so your version drops into the library unchanged.
 
     toyds check advantages                                   # checks this file
-    python examples/03_r1_zero.py --advantages workshop/exercises/advantages.py --quick
-                                                             # R1-Zero, trained with your advantages
+    python examples/03_r1_zero.py --advantages workshop/exercises/advantages.py --no-learned-rm
+                                                             # R1-Zero trained with your advantages (~4 min)
 
 Notebook: notebooks/03_r1_zero.ipynb. About 20 minutes.
 """
