@@ -69,6 +69,19 @@ def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _grads(loss, inputs: list) -> list:
+    """d loss / d input for each input, zeros where the loss does not depend on it (e.g. a detached
+    input): the checker compares gradients, it trains nothing."""
+    out = [torch.zeros_like(x) for x in inputs]
+    live = [i for i, x in enumerate(inputs) if x.requires_grad]
+    if isinstance(loss, torch.Tensor) and loss.requires_grad and live:
+        grads = torch.autograd.grad(loss, [inputs[i] for i in live], allow_unused=True)
+        for i, g in zip(live, grads):
+            if g is not None:
+                out[i] = g
+    return out
+
+
 def _raises(fn, *args, **kwargs):
     """The call's result, or 'raises ValueError' (so a case can ask for an error)."""
     try:
@@ -143,8 +156,8 @@ def _grpo_cases() -> list[Case]:
             if ref is not None:
                 extra["ref_logp"] = ref.clone()
             loss, stats = fn(logp, old, advantages.clone(), mask.clone(), **extra)
-            loss.backward()
-            return {"loss": loss.detach(), "gradient of the loss w.r.t. logp": logp.grad, "stats": stats}
+            return {"loss": loss.detach(), "gradient of the loss w.r.t. logp": _grads(loss, [logp])[0],
+                    "stats": stats}
 
         old_txt = "logp.detach()" if on_policy else f"logp - {shift - old_shift:g}" if old_shift is not None else ""
         opts = "".join(f", {k}={v!r}" for k, v in kw.items()) + (", ref_logp=..., " if ref is not None else "")
@@ -357,15 +370,16 @@ def _accuracy_cases() -> list[Case]:
 
 
 def _kd_cases() -> list[Case]:
-    def case(name, s, te, mask, hint, **kw):
+    def case(name, s, te, mask, hint, teacher_grad=False, **kw):
         def run(fn):
             student = s.clone().requires_grad_()
-            teacher = te.clone().requires_grad_()
+            teacher = te.clone().requires_grad_(teacher_grad)
             loss = fn(student, teacher, mask.clone(), **kw)
-            loss.backward()
-            g = teacher.grad
-            return {"loss": loss.detach(), "gradient w.r.t. the student's logits": student.grad,
-                    "the teacher gets a gradient": g is not None and bool((g != 0).any())}
+            gs, gt = _grads(loss, [student, teacher])
+            out = {"loss": loss.detach(), "gradient w.r.t. the student's logits": gs}
+            if teacher_grad:  # a teacher that requires grad (a model being fine-tuned elsewhere)
+                out["the teacher gets a gradient"] = bool((gt != 0).any())
+            return out
 
         opts = "".join(f", {k}={v!r}" for k, v in kw.items())
         shown = f"kd_loss(student={_tshow(s)}, teacher={_tshow(te)}, mask={mask.int().tolist()}{opts})"
@@ -398,7 +412,7 @@ def _kd_cases() -> list[Case]:
         case("padding may hold NaN and inf", Sn, Tn, mask,
              "Select the unmasked positions first (logits[mask]) and compute only on them: NaN * 0 is still NaN."),
         case("the teacher is not trained", S, T, one,
-             "Detach the teacher's logits (teacher_logits.detach()): only the student learns."),
+             "Detach the teacher's logits (teacher_logits.detach()): only the student learns.", teacher_grad=True),
         case("a zero probability: 0 log 0 = 0", S, Tz, one,
              "Where P_v = 0 the term P_v (log P_v - log Q_v) is 0 by convention, but torch computes 0 * -inf = "
              "NaN: use torch.where(p > 0, p * (logp - logq), 0)."),

@@ -160,6 +160,8 @@ def advantages_arg(text: str):
 def show(x, limit: int = 12) -> str:
     """A value the way a person reads it: tensors as rounded lists, long ones cut."""
     if isinstance(x, torch.Tensor):
+        if x.dim() == 0:
+            return f"tensor({show(x.item())})"
         if x.is_floating_point():
             body = show([round(v, 4) if math.isfinite(v) else v for v in x.detach().flatten().tolist()], limit)
         else:
