@@ -47,7 +47,7 @@ class Exercise:
     functions: tuple[str, ...]  # the functions the participant writes, checked in this order
     mirrors: tuple[str, ...]  # "module.function" in toyds, one per function
     notebook: str  # the notebook that tells its story
-    after: str  # said when every case passes: where the solution goes next
+    after: str  # said when every case passes: where the solution goes next ({file}: the participant's file)
     make_cases: Callable[[], list[Case]] = field(repr=False, default=list)
 
     def references(self) -> list[Callable]:
@@ -506,7 +506,8 @@ def _mla_cases() -> list[Case]:
 _EX = [
     Exercise("advantages", "the group-relative advantage of GRPO (DeepSeekMath 4.1)", ("group_advantages",),
              ("toyds.grpo.group_advantages",), "notebooks/03_r1_zero.ipynb",
-             "Now drive R1-Zero with it: python examples/03_r1_zero.py --advantages FILE", _advantages_cases),
+             "Now drive R1-Zero with it: python examples/03_r1_zero.py --advantages {file} (or set ADVANTAGES_FILE "
+             "in notebooks/03_r1_zero.ipynb)", _advantages_cases),
     Exercise("grpo_loss", "the clipped GRPO loss with Schulman's k3 KL", ("kl_k3", "policy_loss"),
              ("toyds.grpo.kl_k3", "toyds.grpo.policy_loss"), "notebooks/03_r1_zero.ipynb",
              "Your loss is the one toyds.grpo.train_grpo minimises.", _grpo_cases),

@@ -393,7 +393,7 @@ def _finish(report: Report, ex: Exercise, out) -> Report:
         out(report.problem)
     if report.passed:
         out("")
-        out(f"All {n} cases pass. {ex.after}")
+        out(f"All {n} cases pass. {ex.after.format(file=_rel(report.path))}")
     elif report.results and not report.timed_out:
         out("")
         out(f"{ok} of {n} cases pass. Fix the first failing case, then run `toyds check {report.exercise}"
