@@ -415,7 +415,7 @@ def _kd_cases() -> list[Case]:
              "Detach the teacher's logits (teacher_logits.detach()): only the student learns.", teacher_grad=True),
         case("a zero probability: 0 log 0 = 0", S, Tz, one,
              "Where P_v = 0 the term P_v (log P_v - log Q_v) is 0 by convention, but torch computes 0 * -inf = "
-             "NaN: use torch.where(p > 0, p * (logp - logq), 0)."),
+             "NaN: keep only the terms where P_v > 0 (torch.where does it without breaking the gradient)."),
         case("jsd with beta 0.5", S, T, one,
              "jsd: M = beta P + (1 - beta) Q (mix probabilities: log M = logaddexp(log beta + log P, "
              "log(1 - beta) + log Q)), then beta KL(P || M) + (1 - beta) KL(Q || M).", kind="jsd", beta=0.5),
