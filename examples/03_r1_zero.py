@@ -57,6 +57,7 @@ from toyds.rewards import accuracy_reward, accuracy_reward_batch, format_reward_
 from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
 from toyds.seeds import Claim, run_seeds
 from toyds.train import TrainConfig, train_supervised
+from toyds.workshop import advantages_file, load_function
 
 KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
 HEADLINE = ["before.accuracy", "after.accuracy", "gain", "after.format_rate", "length_hardest_minus_easiest",
@@ -155,7 +156,8 @@ def run(args, seed: int) -> dict:
     t0 = time.perf_counter()
     history = train_grpo(policy, rl_problems, grpo_config(args, seed), reward_fns=[accuracy_reward_batch,
                          format_reward_batch], reward_weights=[1.0, 0.5], measure_fn=rollout_measures,
-                         desc=f"seed {seed}: grpo (rules)")
+                         desc=f"seed {seed}: grpo (rules)",
+                         advantage_fn=load_function(args.advantages, "group_advantages") if args.advantages else None)
     rl_seconds = time.perf_counter() - t0
     after, records = snapshot(policy, test, args, seed)
     pk_after = pass_at_k(policy, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
@@ -247,6 +249,9 @@ def main(argv=None):
     ap.add_argument("--rm-beta", type=number(0), default=0.0, help="KL weight of the learned-reward run")
     ap.add_argument("--no-learned-rm", action="store_true", help="skip step 4 (the learned reward model run)")
     ap.add_argument("--show", type=at_least(0), default=4, help="completions to print in full")
+    ap.add_argument("--advantages", type=advantages_file, default=None, metavar="FILE",
+                    help="a Python file defining group_advantages (the workshop exercise) to use instead of toyds's; "
+                         "tried on an example when read")
     add_problem_args(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)

@@ -165,3 +165,10 @@ def test_a_new_rule_is_one_class(monkeypatch):
     moe = MoE(MoEConfig(dim=8, n_experts=4, expert_dim=4, balance="bias+entropy")).train()
     moe(torch.randn(10, 8))
     assert moe.balance_loss is not None and moe.balance_loss.requires_grad
+
+
+def test_bias_update_is_pure_and_moves_by_the_sign():
+    bias = torch.zeros(4)
+    new = balance.bias_update(bias, torch.tensor([4.0, 2.0, 2.0, 0.0]), 0.1)
+    assert torch.allclose(new, torch.tensor([-0.1, 0.0, 0.0, 0.1])) and torch.equal(bias, torch.zeros(4))
+    assert torch.equal(balance.bias_update(new, torch.zeros(4), 0.1), new)  # nothing routed: unchanged

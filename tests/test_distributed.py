@@ -264,3 +264,13 @@ def _grpo_worker(rank, world):
 
 def test_grpo_data_parallel_keeps_ranks_identical():
     spawn(_grpo_worker)
+
+
+def test_send_counts_by_hand():
+    from toyds.expert_parallel import send_counts
+
+    # 3 tokens, top-2, E = 4 experts on W = 2 ranks (experts 0 1 | 2 3)
+    per_expert, send = send_counts(torch.tensor([[0, 3], [1, 3], [3, 2]]), 4, 2)
+    assert per_expert.tolist() == [1, 1, 1, 3] and send == [2, 4]
+    with pytest.raises(ValueError, match="multiple of 3"):
+        send_counts(torch.tensor([0]), 4, 3)

@@ -217,3 +217,19 @@ def test_gpt_config_errors():
     with pytest.raises(ValueError, match="attn='mha' takes none"):
         GPTConfig(mla=mla)
     GPTConfig(attn="mla", mla=mla, dim=60, n_head=7)  # MLA heads need not split dim
+
+
+def test_absorbed_attention_equals_expanding_keys_and_values():
+    from toyds.mla import absorbed_attention
+
+    torch.manual_seed(0)
+    B, nh, T, S, dn, dr, dv, c = 2, 3, 2, 5, 4, 2, 3, 6
+    q_nope, q_pe = torch.randn(B, nh, T, dn), torch.randn(B, nh, T, dr)
+    kv, k_pe, wkv_b = torch.randn(B, S, c), torch.randn(B, S, dr), torch.randn(nh * (dn + dv), c)
+    w = wkv_b.view(nh, dn + dv, c)
+    k = torch.cat([torch.einsum("hdc,bsc->bhsd", w[:, :dn], kv), k_pe[:, None].expand(B, nh, S, dr)], -1)
+    v = torch.einsum("hdc,bsc->bhsd", w[:, dn:], kv)  # (B, nh, S, dv)
+    q = torch.cat([q_nope, q_pe], -1)
+    allowed = torch.ones(T, S, dtype=torch.bool).tril(S - T)
+    p = (q @ k.transpose(-1, -2) * 0.5).masked_fill(~allowed, float("-inf")).softmax(-1)
+    assert torch.allclose(absorbed_attention(q_nope, q_pe, kv, k_pe, wkv_b, 0.5, "causal"), p @ v, atol=1e-5)

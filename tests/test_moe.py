@@ -213,3 +213,18 @@ def test_the_model_does_not_route_its_pad_tokens():
     x = torch.tensor([[1, 5, 6, 7, 0, 0], [1, 8, 9, 10, 11, 12]])  # row 0 right-padded with <pad> (id 0)
     m(x)
     assert all(layer.load.sum() == 10 * 2 for layer in m.moe_layers())  # 10 real tokens, top-2 each
+
+
+def test_route_is_the_gates_routing_as_a_pure_function():
+    from toyds.moe import route
+
+    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, n_groups=2, topk_groups=1, balance="bias", score_func="sigmoid")
+    gate = Gate(cfg)
+    gate.bias.copy_(torch.tensor([0.0, 0.0, 0.6, 0.0]))
+    scores = torch.tensor([[0.9, 0.1, 0.3, 0.2]])
+    # the bias lifts expert 2's group (0.9 + 0.2 > 0.9 + 0.1) and chooses expert 2, but does not weight it
+    w, i = route(scores, cfg, gate.bias)
+    assert i.tolist() == [[2]] and torch.allclose(w, torch.tensor([[1.0]]))
+    w2, i2 = gate.route(scores)
+    assert torch.equal(w, w2) and torch.equal(i, i2)
+    assert route(scores, cfg)[1].tolist() == [[0]]  # no bias: the best expert

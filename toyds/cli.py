@@ -5,6 +5,8 @@
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
     toyds quantize --model runs/pipeline/stages/student.pt          # the student as int8: size, speed, accuracy
+    toyds check --list                                 # the workshop's exercises (workshop/README.md)
+    toyds check advantages --file my_advantages.py     # check a participant's exercise
 
 Every subcommand runs on the CPU by default and takes --device. Every flag is checked
 before any work starts: a bad one gets one line naming it and its valid range, and
@@ -255,6 +257,25 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """The workshop's checker (toyds/workshop.py): 0 when every case passes, 1 otherwise."""
+    import os
+
+    from toyds.workshop import list_exercises, run_check
+
+    if args.list or args.exercise is None:
+        list_exercises()
+        return 0 if args.list else 2
+    _finite("--timeout", args.timeout, 0, low_ok=False)
+    torch.set_num_threads(args.threads)
+    report = run_check(args.exercise, args.file, timeout=args.timeout)
+    if report.timed_out:  # the participant's code is still running in a thread Python cannot stop
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="toyds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -317,6 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     add_seed_args(p)
     p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("check", help="check a workshop exercise: toyds check NAME [--file PATH], or --list",
+                       formatter_class=fmt)
+    p.add_argument("exercise", nargs="?", help="the exercise, e.g. advantages (toyds check --list names them all)")
+    p.add_argument("--file", type=Path, default=None,
+                   help="your Python file (default: the stub workshop/exercises/EXERCISE.py)")
+    p.add_argument("--list", action="store_true", help="list the exercises and the toyds function each mirrors")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds a case may run before it counts as a hang")
+    _common(p)
+    p.set_defaults(fn=cmd_check, threads=1)
     return ap
 
 

@@ -119,6 +119,23 @@ def local_experts(n_experts: int, world_size: int, rank: int) -> range:
     return range(rank * per_rank, (rank + 1) * per_rank)
 
 
+def send_counts(experts: torch.Tensor, n_experts: int, world_size: int) -> tuple[torch.Tensor, list[int]]:
+    """What one rank tells the others before it sends its token copies.
+
+    experts: the expert id of each token copy on this rank (any shape, e.g. (A,) or
+    (N, K)). Returns per_expert (E,), the copies bound for each expert, and send, a
+    list of W ints: the rows bound for each rank, which holds experts
+    r*E/W .. (r+1)*E/W - 1 (local_experts). A pure function, so the layer and the
+    workshop's `all_to_all_counts` exercise (toyds check all_to_all_counts) share it.
+    """
+    local_experts(n_experts, world_size, 0)  # raises unless W divides E
+    # per_expert_i = #{copies routed to expert i}
+    per_expert = torch.bincount(experts.flatten(), minlength=n_experts)  # (E,)
+    # send_r = sum of per_expert_i over rank r's experts
+    send = per_expert.view(world_size, n_experts // world_size).sum(1).tolist()  # (W,)
+    return per_expert, send
+
+
 class ExpertParallelMoE(MoE):
     """A MoE with its routed experts spread over the ranks; gate and shared experts replicated.
 
@@ -173,10 +190,9 @@ class ExpertParallelMoE(MoE):
         order = expert.argsort(stable=True)
         token, expert, weight = token[order], expert[order], weight[order]
         # 2. sizes first: copies per expert (E,) out; in: (W, E/W) copies from each rank per local expert
-        per_expert = torch.bincount(expert, minlength=E)  # (E,)
+        per_expert, send = send_counts(expert, E, W)  # (E,), (W,) rows to each rank
         got = _exchange(per_expert, [E_local] * W, [E_local] * W, self.group, self.stats)
         got = got.view(W, E_local)  # (W, E/W)
-        send = per_expert.view(W, E_local).sum(1).tolist()  # (W,) rows to each rank
         recv = got.sum(1).tolist()  # (W,) rows from each rank
         self.stats.sent, self.stats.received = send, recv
         # 3. the token rows: (A, D) out, (R, D) in, rank 0's rows first

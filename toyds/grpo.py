@@ -226,7 +226,7 @@ class GRPOConfig:
 def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[RewardFn],
                reward_weights: Sequence[float] | None = None, measure_fn: Callable | None = None, ref_model=None,
                eval_fn=None, step_callback=None, parallel=None, checkpoint=None, desc: str = "grpo",
-               progress: bool | None = None) -> list[dict]:
+               progress: bool | None = None, advantage_fn: Callable | None = None) -> list[dict]:
     """Improve `model` on `problems` with GRPO; returns one logged dict per step.
 
     reward_fns drive learning, weighted by reward_weights (default 1 each; TRL's
@@ -234,7 +234,9 @@ def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[R
     and measure_fn(problems, completions) -> dict if given (e.g. the rule-based
     accuracy, so a learned reward's promises can be held to the truth; or give the
     rules weight 0). Problems need `.prompt()` and `.columns()`. ref_model defaults
-    to a frozen copy of the starting model (when beta > 0). The other keyword
+    to a frozen copy of the starting model (when beta > 0). advantage_fn, if given,
+    replaces group_advantages (same signature; e.g. a workshop participant's own,
+    loaded with toyds.workshop.load_function). The other keyword
     arguments are every toyds trainer's (toyds/trainer.py); under data parallelism
     each rank samples its own prompts (its own seed) and only rank 0 saves.
     """
@@ -268,7 +270,7 @@ def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[R
         rewards, per_fn = weighted_rewards(reward_fns, weights, g.texts, group)  # (B,)
 
         # 3. group-relative advantages
-        adv = group_advantages(rewards, G, cfg.scale).to(device)  # (B,)
+        adv = (advantage_fn or group_advantages)(rewards, G, cfg.scale).to(device)  # (B,)
 
         # 4. clipped policy steps on this batch, leashed to the reference model
         model.train()

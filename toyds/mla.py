@@ -97,6 +97,14 @@ def score_mask(mask, T: int, S: int, device) -> torch.Tensor | None:
     return mask  # None (everything visible) or (B, 1, T, S)
 
 
+def masked_softmax(scores: torch.Tensor, mask) -> torch.Tensor:
+    """softmax over the keys (last axis) of scores (B, nh, T, S), keys the mask forbids at 0."""
+    allowed = score_mask(mask, scores.shape[-2], scores.shape[-1], scores.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
 class MLA(nn.Module):
     """Multi-head Latent Attention with the forward signature of toyds's Attention."""
 
@@ -151,32 +159,39 @@ class MLA(nn.Module):
             k, v = cache.k[:, :, : start + T], cache.v[:, :, : start + T]  # (B, nh, S, ·)
         # scores_ts = q_t . k_s / sqrt(d_nope + d_rope)
         scores = torch.einsum("bhtd,bhsd->bhts", q, k) * self.softmax_scale  # (B, nh, T, S)
-        p = self._softmax(scores, mask)
+        p = masked_softmax(scores, mask)
         y = torch.einsum("bhts,bhsd->bhtd", p, v)  # (B, nh, T, dv)
         return self.wo(rearrange(y, "b h t d -> b t (h d)"))  # (B, T, D)
 
     def _absorb(self, q_nope, q_pe, kv, k_pe, mask, cache, start):
-        nh, dn, c = self.n_head, self.cfg.qk_nope_head_dim, self.cfg.kv_lora_rank
         T = q_nope.shape[2]
-        w = self.wkv_b.weight.view(nh, -1, c)  # (nh, dn+dv, c): rows [W_UK_i; W_UV_i] per head
-        w_uk, w_uv = w[:, :dn], w[:, dn:]  # (nh, dn, c), (nh, dv, c)
-        # q_i . (W_UK_i c) = (W_UK_i^T q_i) . c: the query moves into latent space instead
-        q_lat = torch.einsum("bhtd,hdc->bhtc", q_nope, w_uk)  # (B, nh, T, c)
         if cache is not None:
             cache.kv[:, start : start + T], cache.pe[:, start : start + T] = kv, k_pe
             kv, k_pe = cache.kv[:, : start + T], cache.pe[:, : start + T]  # (B, S, c), (B, S, dr)
-        # scores_ts = ((W_UK^T q^C_t) . c_s + q^R_t . k^R_s) / sqrt(d_nope + d_rope)
-        scores = (torch.einsum("bhtc,bsc->bhts", q_lat, kv)
-                  + torch.einsum("bhtr,bsr->bhts", q_pe, k_pe)) * self.softmax_scale  # (B, nh, T, S)
-        p = self._softmax(scores, mask)
-        # o_i = sum_s p_s W_UV_i c_s = W_UV_i (sum_s p_s c_s): attend in latent space, then expand once
-        o_lat = torch.einsum("bhts,bsc->bhtc", p, kv)  # (B, nh, T, c)
-        y = torch.einsum("bhtc,hdc->bhtd", o_lat, w_uv)  # (B, nh, T, dv)
+        y = absorbed_attention(q_nope, q_pe, kv, k_pe, self.wkv_b.weight, self.softmax_scale, mask)  # (B, nh, T, dv)
         return self.wo(rearrange(y, "b h t d -> b t (h d)"))  # (B, T, D)
 
-    @staticmethod
-    def _softmax(scores, mask):
-        allowed = score_mask(mask, scores.shape[-2], scores.shape[-1], scores.device)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
-        return scores.softmax(dim=-1)
+
+
+def absorbed_attention(q_nope, q_pe, kv, k_pe, wkv_b: torch.Tensor, softmax_scale: float, mask=None) -> torch.Tensor:
+    """Every head's attention output (B, nh, T, dv), computed in latent space ("absorb").
+
+    q_nope (B, nh, T, dn), q_pe (B, nh, T, dr) rotated; kv (B, S, c) the normalised
+    latents c_KV and k_pe (B, S, dr) the rotated shared key, cached or not; wkv_b
+    (nh * (dn + dv), c) the weight of MLA.wkv_b, rows [W_UK_i; W_UV_i] per head;
+    mask as in Attention ("causal", None or bool (B, 1, T, S)). Equal to expanding
+    k_i = W_UK_i c and v_i = W_UV_i c and attending as usual ("naive"). A pure
+    function, so MLA and the workshop's `mla_absorb` exercise share it.
+    """
+    nh, dn, c = q_nope.shape[1], q_nope.shape[-1], kv.shape[-1]
+    w = wkv_b.view(nh, -1, c)  # (nh, dn+dv, c): rows [W_UK_i; W_UV_i] per head
+    w_uk, w_uv = w[:, :dn], w[:, dn:]  # (nh, dn, c), (nh, dv, c)
+    # q_i . (W_UK_i c) = (W_UK_i^T q_i) . c: the query moves into latent space instead
+    q_lat = torch.einsum("bhtd,hdc->bhtc", q_nope, w_uk)  # (B, nh, T, c)
+    # scores_ts = ((W_UK^T q^C_t) . c_s + q^R_t . k^R_s) / sqrt(d_nope + d_rope)
+    scores = (torch.einsum("bhtc,bsc->bhts", q_lat, kv)
+              + torch.einsum("bhtr,bsr->bhts", q_pe, k_pe)) * softmax_scale  # (B, nh, T, S)
+    p = masked_softmax(scores, mask)
+    # o_i = sum_s p_s W_UV_i c_s = W_UV_i (sum_s p_s c_s): attend in latent space, then expand once
+    o_lat = torch.einsum("bhts,bsc->bhtc", p, kv)  # (B, nh, T, c)
+    return torch.einsum("bhtc,hdc->bhtd", o_lat, w_uv)  # (B, nh, T, dv)
