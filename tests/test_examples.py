@@ -108,7 +108,7 @@ def test_06_distributed_started_with_python_and_nproc(tmp_path):
 
 @pytest.mark.slow
 def test_01_moe(tmp_path):
-    run_script("examples/01_moe.py", ["--steps", "12", "--seeds", "2", "--batch-size", "16", "--val-problems", "60",
+    run_script("examples/01_moe.py", ["--steps", "12", "--balance-steps", "12", "--seeds", "2", "--batch-size", "16", "--val-problems", "60",
                                       "--jobs", "1", "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
     for name in ("dense", "moe"):
@@ -119,6 +119,7 @@ def test_01_moe(tmp_path):
     assert abs(m["moe"]["params_active"] - m["dense"]["params_active"]) / m["dense"]["params_active"] < 0.02
     assert m["moe"]["params_total"] > 2 * m["dense"]["params_total"]
     assert set(m["balancing"]) == {"none", "aux_loss", "seq_aux", "bias", "bias+seq_aux"}  # every rule, and V3's
+    assert m["balancing"]["bias"] == m["moe"]  # at equal budgets the table's bias row is the headline run
     for row in m["balancing"].values():
         assert row["max_load_ratio"] >= 1.0 and row["dead_experts"] >= 0 and row["val_loss"] > 0
     share = m["specialisation"]["share"]
