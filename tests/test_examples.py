@@ -163,9 +163,12 @@ def test_04_distillation(tmp_path):
     run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "150", "--teacher-lr",
                                                "1e-2", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
                                                "--eval-per-digit", "8", "--fraction", "0.5", "--digits", "1",
-                                               "--efficiency-steps", "10", "--threads", "1", "--out", str(tmp_path)])
+                                               "--efficiency-steps", "10", "--threads", "1", "--seeds", "2", "--jobs", "1",
+                                               "--out", str(tmp_path)])
     m = metrics(tmp_path)
     assert {"accuracy", "params_active"} <= set(m["teacher"])
+    # one teacher, trained once before the seeds, taught both seeds' students
+    assert m["seeds"][0]["teacher"] == m["seeds"][1]["teacher"] and m["teacher"]["seconds"] > 0
     assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"}
     for s in m["students"].values():
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
