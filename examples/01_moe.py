@@ -13,8 +13,9 @@ the same number of *active* parameters per token and the same steps, once per se
 2. Balancing: one MoE per rule in toyds/balance.py (none, the auxiliary loss, V3's
    sequence-wise loss, V3's bias, and V3's recipe bias + sequence-wise loss),
    trained for --balance-steps (300, under half the budget of part 1, which is what
-   keeps three seeds inside 5 minutes: at 400, three seeds took 322 s; in an 800-step run, layer 0's training load under
-   the bias rule was within 1.14x of even by step 200 on each seed): max
+   keeps three seeds inside 5 minutes: at 400, three seeds took 322 s; in an
+   800-step run, layer 0's training load under the bias rule was within 1.14x of
+   even by step 200 on each seed): max
    load / mean load, dead experts and load entropy on the validation set (worst
    layer), and validation loss. A rule added to balance.py is a new row here.
 3. Specialisation: which experts take prompt digits, operators, tags, the digits
