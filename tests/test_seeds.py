@@ -74,3 +74,10 @@ def test_run_seeds_runs_every_seed_and_keeps_the_first_at_the_top(jobs, capsys):
     assert "x >= 2: held on 1 of 2 seed(s)" in out and "missed on 1" in out
     if jobs == 1:
         assert "seed 3 says hello" in out
+
+
+def test_a_nan_figure_gives_nan_statistics_not_a_crash():
+    # a rate with nothing to count on one seed (07's precision when no check was made): no mean of the rest
+    runs = [{"p": 0.9}, {"p": 0.8}, {"p": float("nan")}]
+    s = summarise(runs, ["p"])["p"]
+    assert all(math.isnan(s[k]) for k in ("mean", "std", "min", "max")) and s["values"][:2] == [0.9, 0.8]
