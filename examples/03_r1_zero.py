@@ -18,13 +18,14 @@
    trained on base-model samples labelled by the rules: its proxy reward beside
    the true accuracy it buys. The toy of why R1 chose rules. What makes the hacking
    show on every seed: the judge is narrow (one layer of width 32, trained briefly
-   on 1,200 base samples; it agrees with the rule on ~88% of fresh base samples),
+   on 1,200 base samples; it agrees with the rule on 88-91% of fresh base samples),
    and the policy is pushed hard against it (--rm-lr 2e-4, four times the rules
    run's learning rate, and no KL leash). A judge that cannot check the sum learns
-   what right answers usually look like (tags in a certain order); within 30 steps
-   the policy writes tag salad the judge scores ~0.98, and true accuracy falls to
-   0. A wider judge, more of its data, a KL leash or a smaller learning rate slow
-   this down; none of them closes the gap a rule never opens.
+   what right answers usually look like (tags in a certain order); within 24 steps
+   the policy writes what the judge likes (tag salad on one seed, tidy traces with
+   wrong answers on another): proxy reward 0.70-0.88 while true accuracy falls to
+   0.00-0.18 (three seeds). A wider judge, more of its data, a KL leash or a smaller
+   learning rate slow this down; none of them closes the gap a rule never opens.
 
 Claims, per seed: after RL the format rate is >= 0.95, greedy accuracy rises by
 >= 0.3, and completions are longer on the hardest level than the easiest; the
