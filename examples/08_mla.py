@@ -99,7 +99,7 @@ from toyds.model import GPT, make_config
 from toyds.mtp import speculative_generate
 from toyds.runs import _arg_type, add_common_args, add_problem_args, setup, write_metrics
 from toyds.sampling import generate
-from toyds.seeds import Claim, add_seed_args, run_seeds
+from toyds.seeds import Claim, run_seeds
 from toyds.tokenizer import THINK, Tokenizer
 from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
 
@@ -367,7 +367,6 @@ def main(argv=None):
     ap.add_argument("--decode-steps", type=int, default=8, help="one-token steps per timing")
     ap.add_argument("--repeats", type=int, default=5, help="timings per decode measurement (median)")
     add_problem_args(ap)
-    add_seed_args(ap)
     # one thread by default: these widths gain little from a second, and on a shared machine a torch thread
     # waiting for a descheduled partner made my decode timings 10-50x slower (seeds still run side by side)
     add_common_args(ap, threads=1)
