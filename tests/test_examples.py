@@ -210,6 +210,12 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
     ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
     ("examples/00_arithmetic.py", ["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+    ("examples/08_mla.py", ["--steps", "0"], "argument --steps: must be an integer >= 1, got '0'"),
+    ("examples/08_mla.py", ["--deep-extra", "-1"], "argument --deep-extra: must be an integer >= 0, got '-1'"),
+    ("examples/08_mla.py", ["--lr", "nan"], "argument --lr: must be a finite number in (0, 1], got 'nan'"),
+    ("examples/08_mla.py", ["--contexts", "128,0"], "--contexts '128,0': give whole numbers >= 1, comma-separated"),
+    ("examples/benchmarks/bench_moe.py", ["--tokens", "512,x"], "--tokens '512,x': give whole numbers >= 1"),
+    ("examples/benchmarks/bench_moe.py", ["--iters", "0"], "argument --iters: must be an integer >= 1, got '0'"),
 ])
 def test_bad_example_arguments_are_named_before_any_work(script, argv, says, capsys, monkeypatch):
     import toyds.train

@@ -20,14 +20,7 @@ from pathlib import Path
 import torch
 
 from toyds.arithmetic import parse_digits, parse_ops, sample_problems
-from toyds.runs import check_at_least
-
-
-def _sizes(text: str) -> list[int]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
-        raise ValueError(f"--batch-sizes {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,64")
-    return [int(p) for p in parts]
+from toyds.runs import check_at_least, whole_numbers
 
 
 def cmd_quantize(args) -> int:
@@ -42,7 +35,7 @@ def cmd_quantize(args) -> int:
     from toyds.sampling import generate, left_pad
 
     digits, ops = parse_digits(args.digits), parse_ops(args.ops)
-    batch_sizes = _sizes(args.batch_sizes)
+    batch_sizes = whole_numbers("--batch-sizes", "1,64")(args.batch_sizes)
     for flag, value in [("--eval-per-digit", args.eval_per_digit), ("--repeats", args.repeats)]:
         check_at_least(flag, value)
     if args.out is not None:

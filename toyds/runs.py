@@ -88,6 +88,20 @@ def add_common_args(parser: argparse.ArgumentParser, threads: int = 2, seeds: st
         add_seed_args(parser, seeds)
 
 
+def whole_numbers(flag: str, example: str):
+    """A parser for FLAG's comma-separated whole numbers >= 1 ('128,512' -> [128, 512]); a
+    ValueError naming the flag, the text and an example otherwise. Wrap it in _arg_type for argparse."""
+
+    def parse(text: str) -> list[int]:
+        parts = [p.strip() for p in str(text).split(",")]
+        if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
+            raise ValueError(f"{flag} {text!r}: give whole numbers >= 1, comma-separated, e.g. {example}")
+        return [int(p) for p in parts]
+
+    parse.__name__ = f"{flag} values"
+    return parse
+
+
 def _arg_type(parse):
     """An argparse type from a parser that raises ValueError: its message becomes the error."""
 
