@@ -38,7 +38,7 @@ import dataclasses
 from pathlib import Path
 
 from toyds.model import PRESETS
-from toyds.pipeline import CLAIMS, HEADLINE, QUICK, PipelineConfig, run_seed
+from toyds.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
 from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
 from toyds.seeds import run_seeds
 
@@ -55,6 +55,8 @@ def main(argv=None):
             continue
         value = getattr(defaults, f.name)
         kind = dict(type=FLAG_TYPES[type(value)]) if type(value) in FLAG_TYPES else dict(choices=sorted(PRESETS))
+        if isinstance(value, bool):  # --logit-kd / --no-logit-kd
+            kind = dict(action=argparse.BooleanOptionalAction)
         if f.name == "kd_alpha":  # a share: 0 is plain fine-tuning, 1 is KD alone
             kind = dict(type=number(0, 1))
         ap.add_argument(f"--{f.name.replace('_', '-')}", default=None, **kind,
@@ -69,7 +71,7 @@ def main(argv=None):
                  if f.name not in ("seed", "digits", "ops") and getattr(args, f.name) is not None}
     cfg = PipelineConfig(**{**(QUICK if args.quick else {}), **overrides, "digits": args.digits, "ops": args.ops})
     args.config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}
-    metrics = run_seeds(run_seed, args, HEADLINE, CLAIMS)
+    metrics = run_seeds(run_seed, args, headline(args.config), CLAIMS)
     write_metrics(args.out, metrics)
     return metrics
 

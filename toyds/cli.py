@@ -142,7 +142,7 @@ def cmd_experts(args) -> int:
 def cmd_pipeline(args) -> int:
     from dataclasses import asdict
 
-    from toyds.pipeline import CLAIMS, HEADLINE, QUICK, PipelineConfig, run_seed
+    from toyds.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
     from toyds.runs import check_out_dir, write_metrics
     from toyds.seeds import run_seeds
 
@@ -150,7 +150,7 @@ def cmd_pipeline(args) -> int:
     torch.set_num_threads(args.threads)
     args.config = {k: v for k, v in asdict(PipelineConfig(**(QUICK if args.quick else {}))).items() if k != "seed"}
     t0 = time.perf_counter()
-    metrics = run_seeds(run_seed, args, HEADLINE, CLAIMS)
+    metrics = run_seeds(run_seed, args, headline(args.config), CLAIMS)
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
     write_metrics(args.out, metrics)
     return 0
