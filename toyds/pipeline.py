@@ -202,7 +202,7 @@ def stage_samples(run: Run, policy):
     run.ran("samples", "samples.json")
     t0 = time.perf_counter()
     problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
-    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
+    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed, dedupe=True)
     write_json(run.dir / "samples.json", kept)
     return kept, run.done("samples", {**stats, "seconds": time.perf_counter() - t0})
 
