@@ -113,17 +113,29 @@ def get_teacher(args, seed):
 
 
 def students(args, seed, train_problems, prompts, teacher, kept) -> dict:
-    """2. four students from the same initial weights, each for the same number of steps."""
+    """2. four students of one size. rl, sequence_kd and logit_kd start from the same pretrained
+    base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
+    scratch starts from random weights."""
 
     def new():
         torch.manual_seed(seed)
         return GPT(make_config(args.student_preset)).to(args.device)
 
+    t0 = time.perf_counter()
+    base = new()
+    train_supervised(base, build_corpus(train_problems, "base", seed=seed), budget(args, seed, args.base_steps),
+                     desc="student base")
+    base_seconds = time.perf_counter() - t0
+
+    def from_base():
+        m = new()
+        m.load_state_dict(base.state_dict())
+        return m
+
     def scratch(m):
         train_supervised(m, build_corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
 
     def rl(m):
-        train_supervised(m, build_corpus(train_problems, "base", seed=seed), budget(args, seed), desc="rl: pretrain")
         train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, seed=seed), reward_fns=R1_REWARDS,
                    reward_weights=R1_WEIGHTS, desc="rl: grpo")
 
@@ -137,11 +149,12 @@ def students(args, seed, train_problems, prompts, teacher, kept) -> dict:
 
     out = {}
     for name, fit in zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd)):
-        m = new()
+        m = new() if name == "scratch" else from_base()
         t0 = time.perf_counter()
         fit(m)
+        # seconds: this student's own training; the shared base's is counted once, in "base_seconds"
         out[name] = (m, time.perf_counter() - t0)
-    return out
+    return out, base_seconds
 
 
 def data_efficiency(args, seed, teacher, kept, n_train) -> dict:
@@ -181,7 +194,7 @@ def run(args, seed: int) -> dict:
         raise RuntimeError(f"seed {seed}: the teacher produced no correct, well-formed completion to distil; train it longer")
 
     # 2-3. the students, and their table
-    trained_students = students(args, seed, train_problems, prompts, teacher, kept)
+    trained_students, base_seconds = students(args, seed, train_problems, prompts, teacher, kept)
     for name, (m, secs) in trained_students.items():
         results[name], records = evaluate(m, test, return_records=True)
         print(f"  {name:<12} accuracy {results[name]['accuracy']:.3f} in {secs:.0f}s")
@@ -214,6 +227,7 @@ def run(args, seed: int) -> dict:
         "students": {n: {"accuracy": results[n]["accuracy"], "params_active": m.params_active(), "seconds": secs,
                          "by_difficulty": by_digit(results[n]), "format_rate": results[n]["format_rate"]}
                      for n, (m, secs) in trained_students.items()},
+        "student_base": {"steps": args.base_steps, "seconds": base_seconds},
         "rejection_sampling": stats,
         "data_efficiency": {**eff, "pairs": n_few, "fraction": args.fraction},
         "best_student": best, "best_student_over_teacher": ratio,
@@ -230,7 +244,9 @@ def main(argv=None):
     ap.add_argument("--teacher-steps", type=at_least(1), default=600, help="teacher fine-tuning steps on worked traces")
     ap.add_argument("--teacher-lr", type=number(0, 1, low_open=True), default=3e-3, help="teacher peak learning rate")
     ap.add_argument("--student-preset", default="tiny", choices=sorted(PRESETS), help="student size preset")
-    ap.add_argument("--steps", type=at_least(1), default=600, help="optimiser steps for every student (the budget)")
+    ap.add_argument("--base-steps", type=at_least(1), default=600,
+                    help="pretraining steps of the student base that rl, sequence_kd and logit_kd start from")
+    ap.add_argument("--steps", type=at_least(1), default=600, help="optimiser steps of every student after the base")
     ap.add_argument("--rl-steps", type=at_least(1), default=60, help="GRPO steps of the rl student, after pretraining")
     ap.add_argument("--prompts", type=at_least(1), default=4000, help="training problems the teacher answers")
     ap.add_argument("--k", type=at_least(1), default=1, help="teacher samples per problem for rejection sampling")

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from toyds import plots
-from toyds.arithmetic import build_corpus, sample_problems
+from toyds.arithmetic import build_corpus, sample_problems, think_completion
 from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from toyds.distill import KDConfig, train_logit_kd
 from toyds.evaluate import evaluate, format_table, rollout_measures
@@ -43,6 +43,7 @@ from toyds.rewards import R1_REWARDS, R1_WEIGHTS
 from toyds.routing import LoadCurve, specialisation
 from toyds.runs import write_json
 from toyds.seeds import Claim
+from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -58,8 +59,9 @@ class PipelineConfig:
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
     grpo_lr: float = 5e-5  # GRPO learning rate
+    max_new_tokens: int = 0  # completion cap of GRPO and rejection sampling; 0 = the longest worked trace + 8
     sample_prompts: int = 2000  # training problems the RL model answers for distillation
-    samples_per_prompt: int = 1  # k completions per problem
+    samples_per_prompt: int = 4  # k completions per problem (distinct right ones kept)
     student_preset: str = "tiny"  # size of the dense student
     student_steps: int = 1000  # student steps (at 600 the tiny student reached only 0.54-0.80 of r1_zero)
     student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
@@ -82,10 +84,17 @@ QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, gr
 # the settings each stage depends on, itself and through the stages before it (resume compares these)
 _SHARED = ("digits", "ops", "seed", "eval_per_digit")
 NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr")}
-NEEDS["r1_zero"] = NEEDS["base"] + ("grpo_steps", "grpo_prompts", "group_size", "grpo_lr")
+NEEDS["r1_zero"] = NEEDS["base"] + ("grpo_steps", "grpo_prompts", "group_size", "grpo_lr", "max_new_tokens")
 NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
 NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr")
 NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
+
+
+def completion_cap(cfg: PipelineConfig) -> int:
+    """GRPO's and rejection sampling's completion cap: cfg.max_new_tokens, or (0) the longest worked
+    trace of 3,000 training problems plus 8 (48 for 1-3 digit sums; a rambling rollout costs the batch)."""
+    tok, problems = Tokenizer(), sample_problems(3000, digits=cfg.digits, ops=cfg.ops, seed=0)
+    return cfg.max_new_tokens or 8 + max(len(tok.encode(think_completion(p))) for p in problems)
 
 
 def _measure(model, test, seconds: float) -> dict:
@@ -179,7 +188,7 @@ def stage_r1_zero(run: Run, base, rl_problems, test):
     policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
     t0 = time.perf_counter()
     gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
-                      lr=cfg.grpo_lr, seed=cfg.seed)
+                      lr=cfg.grpo_lr, max_new_tokens=completion_cap(cfg), seed=cfg.seed)
     history = train_grpo(policy, rl_problems, gcfg, reward_fns=R1_REWARDS, reward_weights=R1_WEIGHTS,
                          measure_fn=rollout_measures, desc="2/5 R1-Zero GRPO")
     save_checkpoint(run.dir / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
@@ -202,7 +211,10 @@ def stage_samples(run: Run, policy):
     run.ran("samples", "samples.json")
     t0 = time.perf_counter()
     problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
-    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed, dedupe=True)
+    # k samples per problem, one copy of each distinct right completion (the rule of rejection-sampling
+    # fine-tuning, Yuan et al. 2023): k > 1 reaches the hard problems the RL model solves only sometimes
+    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, max_new_tokens=completion_cap(cfg),
+                                   seed=cfg.seed, dedupe=True)
     write_json(run.dir / "samples.json", kept)
     return kept, run.done("samples", {**stats, "seconds": time.perf_counter() - t0})
 
