@@ -72,7 +72,7 @@ from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.checkpoint import load_checkpoint, save_checkpoint
 from toyds.distill import KDConfig, train_logit_kd
-from toyds.evaluate import evaluate, format_table
+from toyds.evaluate import completion_cap, evaluate, format_table
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, PRESETS, make_config
 from toyds.rejection import rejection_sample
@@ -135,8 +135,10 @@ def students(args, seed, train_problems, prompts, teacher, kept) -> dict:
     def scratch(m):
         train_supervised(m, build_corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
 
+    cap = completion_cap(args.digits, args.ops)  # rollouts stop where the longest right answer would
+
     def rl(m):
-        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, seed=seed), reward_fns=R1_REWARDS,
+        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, max_new_tokens=cap, seed=seed), reward_fns=R1_REWARDS,
                    reward_weights=R1_WEIGHTS, desc="rl: grpo")
 
     def sequence_kd(m):

@@ -193,7 +193,8 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     capsys.readouterr()
     again = run_script("examples/05_pipeline.py", ["--quick", "--resume", "--threads", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student", "student_logit_kd"))
+    assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student"))
+    assert "student_logit_kd" not in m["models"]  # opt-in: --logit-kd
     assert {n: r["accuracy"] for n, r in again["models"].items()} == {n: r["accuracy"] for n, r in first["models"].items()}
 
 

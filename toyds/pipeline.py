@@ -32,9 +32,10 @@ from pathlib import Path
 import torch
 
 from toyds import plots
-from toyds.arithmetic import build_corpus, sample_problems, think_completion
-from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from toyds.arithmetic import build_corpus, sample_problems
+from toyds.checkpoint import save_checkpoint
 from toyds.distill import KDConfig, train_logit_kd
+from toyds.evaluate import completion_cap as evaluate_cap
 from toyds.evaluate import evaluate, format_table, rollout_measures
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
@@ -43,7 +44,7 @@ from toyds.rewards import R1_REWARDS, R1_WEIGHTS
 from toyds.routing import LoadCurve, specialisation
 from toyds.runs import write_json
 from toyds.seeds import Claim
-from toyds.tokenizer import Tokenizer
+from toyds.stages import Stages
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -91,10 +92,8 @@ NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
 
 
 def completion_cap(cfg: PipelineConfig) -> int:
-    """GRPO's and rejection sampling's completion cap: cfg.max_new_tokens, or (0) the longest worked
-    trace of 3,000 training problems plus 8 (48 for 1-3 digit sums; a rambling rollout costs the batch)."""
-    tok, problems = Tokenizer(), sample_problems(3000, digits=cfg.digits, ops=cfg.ops, seed=0)
-    return cfg.max_new_tokens or 8 + max(len(tok.encode(think_completion(p))) for p in problems)
+    """GRPO's and rejection sampling's completion cap: cfg.max_new_tokens, or (0) the longest worked trace + 8."""
+    return cfg.max_new_tokens or evaluate_cap(cfg.digits, cfg.ops)
 
 
 def _measure(model, test, seconds: float) -> dict:
@@ -105,55 +104,11 @@ def _measure(model, test, seconds: float) -> dict:
             "mean_think_length": res["mean_think_length"], "seconds": seconds}
 
 
-class Run:
-    """Where a pipeline run keeps its stages, and how it decides what to resume."""
+class Run(Stages):
+    """A pipeline run's stages under DIR/stages, each resumed only if its NEEDS settings match."""
 
     def __init__(self, out: Path, cfg: PipelineConfig, device, resume: bool, log):
-        self.dir, self.cfg, self.device, self.resume, self.log = Path(out) / "stages", cfg, device, resume, log
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.rerun_from = None  # once a stage reruns, every later stage reruns too
-
-    def settings(self, stage: str) -> dict:
-        return {k: getattr(self.cfg, k) for k in NEEDS[stage]}
-
-    def finished(self, stage: str, artefact: str):
-        """The stage's recorded metrics if it may be resumed, else None (and say why)."""
-        metrics_file, path = self.dir / f"{stage}.metrics.json", self.dir / artefact
-        if not self.resume or self.rerun_from is not None or not metrics_file.is_file() or not path.is_file():
-            return None
-        try:
-            recorded = json.loads(metrics_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            self.log(f"{stage}: {metrics_file} is unreadable ({e}); running the stage again")
-            return None
-        want = json.loads(json.dumps(self.settings(stage)))  # tuples as lists, as JSON stores them
-        have = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
-        differ = [k for k in want if have.get(k) != want[k]]
-        if differ:
-            k = differ[0]
-            self.log(f"{stage}: finished with {k}={have.get(k)!r}, this run has {k}={want[k]!r}; running it again")
-            return None
-        return recorded
-
-    def load(self, stage: str):
-        try:
-            model, _, _ = load_checkpoint(self.dir / f"{stage}.pt", self.device)
-        except (ValueError, FileNotFoundError) as e:
-            self.log(f"{stage}: cannot resume ({e}); running the stage again")
-            return None
-        return model
-
-    def done(self, stage: str, metrics: dict) -> dict:
-        metrics = {**metrics, "settings": self.settings(stage)}
-        write_json(self.dir / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
-        return metrics
-
-    def ran(self, stage: str, artefact: str) -> None:
-        """The stage will run: later stages must too. Check now, before any training, that its
-        artefact may be written (a stranger's file there is refused, never replaced)."""
-        if artefact.endswith(".pt"):
-            check_writable(self.dir / artefact)
-        self.rerun_from = self.rerun_from or stage
+        super().__init__(out, cfg, device, resume, log, NEEDS)
 
 
 def budget(cfg: PipelineConfig, steps: int, lr: float) -> TrainConfig:
