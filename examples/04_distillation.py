@@ -189,7 +189,7 @@ def run(args, seed: int) -> dict:
           f"{results['teacher']['accuracy']:.3f}")
 
     # 1. rejection sampling: the teacher writes, the rules filter
-    kept, stats = rejection_sample(teacher, prompts, args.k, temperature=1.0, seed=seed)
+    kept, stats = rejection_sample(teacher, prompts, args.k, temperature=1.0, seed=seed, dedupe=True)
     print(f"seed {seed}: rejection sampling kept {stats['kept']}/{stats['samples']} samples ({stats['keep_rate']:.0%}), "
           f"{stats['coverage']:.0%} of problems covered")
     if not kept:

@@ -163,7 +163,7 @@ def test_03_r1_zero(tmp_path):
 @pytest.mark.slow
 def test_04_distillation(tmp_path):
     run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "150", "--teacher-lr",
-                                               "1e-2", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
+                                               "1e-2", "--base-steps", "20", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
                                                "--eval-per-digit", "8", "--fraction", "0.5", "--digits", "1",
                                                "--efficiency-steps", "10", "--threads", "1", "--seeds", "2", "--jobs", "1",
                                                "--out", str(tmp_path)])
@@ -175,6 +175,7 @@ def test_04_distillation(tmp_path):
     for s in m["students"].values():
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
     assert set(m["data_efficiency"]) >= {"soft", "hard"}
+    assert m["student_base"]["steps"] == 20 and m["student_base"]["seconds"] > 0  # rl and both KD students start here
     assert (tmp_path / "teacher.pt").is_file() and m["teacher"]["trained"]
     assert set(m["claims"]) == {c.name for c in load_script("examples/04_distillation.py").CLAIMS}
 

@@ -4,18 +4,17 @@ DeepSeek's path, as the V3 and R1 reports tell it, at toy scale:
 
     base      pretrain a sparse MoE model on the mixed arithmetic corpus (V3: 2.1, 4)
     r1_zero   GRPO from the base with accuracy + format rewards only (R1: 2.2)
-    samples   the RL model answers training problems k times; the rules keep the
-              right, well-formed completions (R1: 2.3.3, rejection sampling)
+    samples   the RL model answers training problems k = 4 times; the rules keep the
+              distinct right, well-formed completions (R1: 2.3.3, rejection sampling)
     student   a small *dense* model fine-tuned on those samples (R1: 2.4, how the
-              Qwen and Llama models were distilled); student_logit_kd also
-              matches the RL model's next-token distributions (white-box KD)
+              Qwen and Llama models were distilled); with logit_kd=True also
+              student_logit_kd, which matches the RL model's next-token distributions
     evaluate  every model on the same held-out problems
 
 One function per stage. Each writes DIR/stages/<stage>.pt (or .json) atomically,
-then DIR/stages/<stage>.metrics.json, last, with the settings it ran with.
-`resume=True` keeps a finished stage only if its recorded settings match this run's
-(for the fields it and the stages before it depend on) and its artefact loads;
-otherwise it says why and reruns that stage and every stage after it. The R1
+then DIR/stages/<stage>.metrics.json, last, with the settings it ran with;
+`resume=True` reruns a stage (and every later one) unless its recorded settings
+match this run's and its artefact loads (toyds/stages.py). The R1
 pipeline's SFT cold start, its second RL stage and its non-reasoning data are left
 out: the toy keeps the R1-Zero branch and the distillation branch.
 Used by `toyds pipeline` and examples/05_pipeline.py.
