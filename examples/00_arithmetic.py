@@ -13,19 +13,19 @@ The direct model must carry every digit "in its head" within one forward pass
 per output digit; the traced model writes its carries down. Lee et al. (2023,
 "Teaching arithmetic to small transformers") saw the same with scratchpads.
 A learning rate of 1e-2 matters at this size: at 3e-3 the traced model reached
-only 0.23 on 3-digit sums in 700 steps. So do the steps: at 700 the traced model
-sat on a knife edge (3-digit accuracy 0.94, 0.55 and 0.74 on seeds 0, 1 and 2);
-at 1000 it cleared 0.9 on each of them (0.96, 0.99, 1.00). Three seeds took
-191 s on 2 cores, over the 2.5-minute budget this example was given. Two cuts did
-not pay: with 1-3 digit sums (--digits 1,2,3) three seeds took 177 s, about the
-same CPU time (a step of this tiny model costs about the same however long its
-sequences), and the traced model reached only 0.89 on seed 0's 3-digit sums.
-Both models get the same 1000 steps (--direct-steps sets the direct model's;
-with packing its short sequences make its steps cheap: 500 instead of 1000 saved
-only 18 of 355 CPU-seconds over three seeds).
+only 0.23 on 3-digit sums in 700 steps (2e-2 is worse still: 0.04-0.22 in 700
+steps, 3 seeds; 5e-3: 0.29, 0.68, 0.98). So do the steps: at 700 the traced model
+sat on a knife edge (3-digit accuracy 0.94, 0.55 and 0.74 on seeds 0, 1 and 2); at
+1000 it cleared 0.9 on each of them (0.96, 0.99, 1.00). Halving the batch to 32
+sequences did not buy steps: 0.48, 0.14, 0.71 at 1000 steps (3-digit sums).
+The direct model gets 500 steps (--direct-steps), where it has stopped improving:
+1-digit sums 0.86-0.90 and 3-digit 0.01-0.02 at 500, against 0.90-0.95 and
+0.00-0.02 at 1000 (3 seeds each); at 300 it had not yet learned 1-digit sums
+(0.19-0.67). Its steps are the cheap ones (short sequences, packed), and with 1000
+of them three seeds took 191 s, over this example's 2.5-minute budget.
 
 Claims, checked on every seed: worked traces reach >= 0.9 on 3-digit sums, and
-beat direct answers there by >= 0.5. About 3 minutes for three seeds on 2 laptop
+beat direct answers there by >= 0.5. About 2.5 minutes for three seeds on 2 laptop
 CPU cores (the README has the measured runs). With --out DIR it
 writes DIR/metrics.json: {"accuracy": {"direct": {"1": a, ...}, "think": {...}},
 "accuracy_overall", "seconds", "seeds", "summary", "claims"} and the first seed's
@@ -103,8 +103,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset")
     ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps of the traced model")
-    ap.add_argument("--direct-steps", type=at_least(1), default=1000,
-                    help="optimiser steps of the direct model")
+    ap.add_argument("--direct-steps", type=at_least(1), default=500,
+                    help="optimiser steps of the direct model (it stops improving by 500)")
     ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-2,
                     help="peak learning rate (tiny models like it high)")
