@@ -249,9 +249,9 @@ def main(argv=None):
     ap.add_argument("--student-preset", default="tiny", choices=sorted(PRESETS), help="student size preset")
     ap.add_argument("--base-steps", type=at_least(1), default=600,
                     help="pretraining steps of the student base that rl, sequence_kd and logit_kd start from")
-    ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps of every student after the base")
+    ap.add_argument("--steps", type=at_least(1), default=600, help="optimiser steps of every student after the base")
     ap.add_argument("--rl-steps", type=at_least(1), default=60, help="GRPO steps of the rl student, after pretraining")
-    ap.add_argument("--prompts", type=at_least(1), default=3000, help="training problems the teacher answers")
+    ap.add_argument("--prompts", type=at_least(1), default=4000, help="training problems the teacher answers")
     ap.add_argument("--k", type=at_least(1), default=1, help="teacher samples per problem for rejection sampling")
     ap.add_argument("--alpha", type=number(0, 1), default=0.5, help="logit_kd: weight of the KD term vs next-token loss")
     ap.add_argument("--temperature", type=number(0, low_open=True), default=1.0,
@@ -262,7 +262,7 @@ def main(argv=None):
                     help="peak learning rate of every student (tiny models like it high)")
     ap.add_argument("--fraction", type=number(0, 1, low_open=True), default=0.05,
                     help="data-efficiency run: this share of the 20,000 training problems")
-    ap.add_argument("--efficiency-steps", type=at_least(1), default=200, help="steps of each data-efficiency student")
+    ap.add_argument("--efficiency-steps", type=at_least(1), default=300, help="steps of each data-efficiency student")
     ap.add_argument("--efficiency-temperature", type=number(0, low_open=True), default=1.0,
                     help="tau of the soft-target student")
     ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
