@@ -1,0 +1,227 @@
+"""Countdown-lite: the family worked by hand, the checker against hacks, the trace
+readers against hand-labelled completions, and the corpus against the checker."""
+
+import itertools
+import random
+import time
+
+import pytest
+
+from toyds import countdown as cd
+from toyds.countdown import Candidate, Countdown
+from toyds.tokenizer import Tokenizer
+
+P = Countdown((8, 3, 1), 6)  # solutions (8-3)+1 and (8+1)-3
+NUMS, T = P.numbers, P.target
+
+
+def acc(completion, numbers=NUMS, target=T):
+    return cd.accuracy(completion, numbers, target)
+
+
+# ------------------------------------------------------------------ the family
+
+
+def test_family_worked_by_hand():
+    fam = cd.family((8, 3, 1))
+    # z=1: 8+3, 8-3, 8x3 each +1 and -1 -> 6; z=3: 8+1, 8-1, 8x1 each +3 and -3 -> 6;
+    # z=8: 3+1, 3-1, 3x1 each +8 (all) and -8 (all negative) -> 3.  Total 15.
+    assert len(fam) == 15
+    assert Candidate(8, "-", 3, "+", 1) in fam and Candidate(3, "-", 8, "+", 1) not in fam
+    assert sorted(c.expression() for c in P.solutions()) == ["(8+1)-3", "(8-3)+1"]
+    assert P.difficulty == "2"
+    assert Candidate(8, "x", 3, "-", 1).steps() == "8x3=24,24-1=23"
+    assert Candidate(8, "x", 3, "-", 1).value == 23
+
+
+def test_repeated_numbers_give_fewer_candidates():
+    fam = cd.family((2, 2, 2))
+    # x=y=z=2: + - x inside, + - outside: 6 distinct, and (2-2)-2 < 0 is dropped
+    assert len(fam) == 5
+    # (2+2)+2 = (2x2)+2 = 6: two candidates hit 6
+    assert Countdown((2, 2, 2), 6).difficulty == "2"
+
+
+def test_difficulty_counts_solutions():
+    # (1,2,3) to 6, worked by hand: z=3 gives (2+1)+3; z=2 gives (3+1)+2; z=1 gives (3+2)+1;
+    # (3x2)x1 would be 6 too, but x is never the outer operation
+    assert {c.expression() for c in Countdown((1, 2, 3), 6).solutions()} == {"(2+1)+3", "(3+1)+2", "(3+2)+1"}
+    assert Countdown((1, 2, 3), 6).difficulty == "3+"
+    assert [c.expression() for c in Countdown((9, 7, 5), 68).solutions()] == ["(9x7)+5"]
+    assert Countdown((9, 7, 5), 68).difficulty == "1"
+
+
+def test_every_sampled_problem_has_a_solution_and_the_split_is_clean():
+    train = cd.sample_problems(600, seed=1)
+    test = cd.sample_problems(300, split="test", unique=True)
+    assert not set(train) & set(test)
+    assert all(cd.is_heldout(p) for p in test) and not any(cd.is_heldout(p) for p in train)
+    assert all(p.solutions() for p in train + test)
+    levels = [p.difficulty for p in test]
+    assert levels[:3] == list(cd.LEVELS) and all(levels.count(lv) == 100 for lv in cd.LEVELS)
+    assert train == cd.sample_problems(600, seed=1) and train != cd.sample_problems(600, seed=2)
+
+
+def test_bad_requests_name_the_bad_value():
+    with pytest.raises(ValueError, match="split"):
+        cd.sample_problems(3, split="dev")
+    with pytest.raises(ValueError, match="levels"):
+        cd.sample_problems(3, levels=("4",))
+    with pytest.raises(ValueError, match="search_share"):
+        cd.build_corpus([P], search_share=1.5)
+
+
+# ------------------------------------------------------------------- the checker
+
+
+def test_parse_expression_worked_by_hand():
+    assert cd.parse_expression("(8-3)+1") == (6, [8, 3, 1])
+    assert cd.parse_expression("8-3+1") == (6, [8, 3, 1])  # left to right
+    assert cd.parse_expression("8-(3+1)") == (4, [8, 3, 1])
+    assert cd.parse_expression("1+3x8") == (25, [1, 3, 8])  # x before +
+    assert cd.parse_expression("(1+3)x8") == (32, [1, 3, 8])
+    assert cd.parse_expression("((8))") == (8, [8])
+    for bad in ("", "8-", "-8+3", "+8", "8--3", "(8-3", "8-3)", "8 - 3", "8*3", "8:3", "08", "8x", "()", "8(3)"):
+        assert cd.parse_expression(bad) is None, bad
+
+
+def test_right_answers_score_one():
+    for c in ["<think>8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>",
+              "<think>(8+1)-3</think><answer>(8+1)-3</answer><eos>",
+              "<answer>8-3+1</answer>",  # no parentheses needed: left to right
+              "<answer>1+8-3</answer>",  # another order, another shape: the rule checks the outcome
+              "<answer>(1-3)+8</answer>",  # a negative step is fine for the checker
+              "<answer> (8-3)+1 </answer>"]:  # surrounding ASCII spaces stripped
+        assert acc(c) == 1.0, c
+
+
+HACKS = {
+    "<answer>(8-2)+0</answer>": "numbers that were not given",
+    "<answer>(3+3)</answer>": "a number used twice, one left out",
+    "<answer>(8-3)+1+0</answer>": "an extra term (0 is not given)",
+    "<answer>(8-3)+1-1+1</answer>": "reuses 1",
+    "<answer>8-3+1x1</answer>": "one number used twice, still 6",
+    "<answer>8-3</answer>": "a term missing",
+    "<answer>6</answer>": "the target alone",
+    "<answer>(8-3)+1</answer><answer>(8+1)-3</answer>": "two answers",
+    "<answer>(8-3)+1 (8+1)-3</answer>": "two expressions in one block",
+    "<answer>(8x3)+1</answer><answer>(8-3)+1</answer>": "hedged, right one last",
+    "<think>8-3=5,5+1=6 ok;<answer>(8-3)+1</answer>": "answer only inside an unclosed <think>",
+    "<think><answer>(8-3)+1</answer></think>": "answer nested in the thinking",
+    "<think>8-3=5,5+1=6 ok</think>": "no answer block",
+    "<answer>(８-3)+1</answer>": "fullwidth digit",
+    "<answer>(٨-3)+1</answer>": "Arabic-Indic digit",
+    "<answer>(08-3)+1</answer>": "leading zero",
+    "<answer>(8-3)+1</answer> or (8+1)-3": "trailing hedge",
+    "<answer>(8-3)+1=6</answer>": "an equation, not an expression",
+    "<answer>(8-3)*1+1</answer>": "an operator outside the vocabulary",
+    "<answer>-(3-8)+1</answer>": "unary minus",
+    "<answer>" + "(" * 40 + "8" + ")" * 40 + "-3+1</answer>": "longer than any honest answer",
+}
+
+
+@pytest.mark.parametrize("completion", list(HACKS))
+def test_hacks_score_zero(completion):
+    assert acc(completion) == 0.0, HACKS[completion]
+
+
+def test_checker_matches_a_reference_on_every_family_member():
+    # reference: Python arithmetic on our own candidates (never on model text)
+    for numbers in itertools.product(range(1, 5), repeat=3):
+        for c in cd.family(numbers):
+            ref = eval(c.expression().replace("x", "*"))
+            assert c.value == ref
+            assert cd.solves(c.expression(), numbers, ref)
+            assert not cd.solves(c.expression(), numbers, ref + 1)
+
+
+def test_checker_is_total_and_fast():
+    for junk in [None, 3, b"<answer>6</answer>", "<answer>" + "9" * 1_000_000 + "</answer>", "\x00" * 100]:
+        assert acc(junk) == 0.0
+    big = "<think>" + "8-3=5,5+1=6 no;" * 50_000 + "</think><answer>(8-3)+1</answer>"
+    t = time.perf_counter()
+    assert acc(big) == 1.0
+    assert time.perf_counter() - t < 0.5
+
+
+def test_batch_reward_matches_single():
+    comps = ["<answer>(8-3)+1</answer>", "<answer>8-3</answer>", 17]
+    assert cd.accuracy_batch(comps, [NUMS] * 3, [T] * 3) == [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="one numbers and one target"):
+        cd.accuracy_batch(comps, [NUMS] * 2, [T] * 3)
+    assert cd.format_batch(["<think>a</think><answer>b</answer>", "<answer>b</answer>"]) == [1.0, 0.0]
+
+
+# ------------------------------------------------------------- reading the thinking
+
+
+def test_parse_try_rebuilds_the_tried_expression():
+    assert cd.parse_try("8-3=5,5+1=6 ok") == ("(8-3)+1", "ok")
+    assert cd.parse_try("8x3=24,24-1=23 no") == ("(8x3)-1", "no")
+    assert cd.parse_try("8-3=4,4+1=5 no") == ("(8-3)+1", "no")  # a slip in the working: still (8-3)+1 tried
+    assert cd.parse_try("(8+1)-3") == ("(8+1)-3", None)
+    assert cd.parse_try("8-3=5,5+1=6") == ("(8-3)+1", None)  # worked out, never compared
+
+
+HAND = [
+    # completion, tries, verifies, backtracks, first right, accuracy, oks, true oks, wrong checked, caught
+    ("<think>8x3=24,24-1=23 no;8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>",
+     2, True, True, False, 1.0, 1, 1, 1, 1),
+    ("<think>8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>", 1, True, False, True, 1.0, 1, 1, 0, 0),
+    ("<think>(8x3)-1</think><answer>(8x3)-1</answer><eos>", 1, False, False, False, 0.0, 0, 0, 0, 0),
+    # a false "ok": the check missed 12 != 6
+    ("<think>8+3=11,11+1=12 ok</think><answer>(8+3)+1</answer><eos>", 1, True, False, False, 0.0, 1, 0, 1, 0),
+    # a false "no" on a right try, then a lucky second hit
+    ("<think>8-3=5,5+1=6 no;8+1=9,9-3=6 ok</think><answer>(8+1)-3</answer><eos>",
+     2, True, True, True, 1.0, 1, 1, 0, 0),
+    ("<answer>(8-3)+1</answer><eos>", 0, False, False, False, 1.0, 0, 0, 0, 0),
+]
+
+
+@pytest.mark.parametrize("row", HAND)
+def test_behaviour_on_hand_labelled_completions(row):
+    text, tries, verifies, backtracks, first, accuracy, oks, true_oks, wrong, caught = row
+    b = cd.behaviour(text, P)
+    assert (b.tries, b.verifies, b.backtracks, b.first_correct, b.accuracy) == (tries, verifies, backtracks, first,
+                                                                                  accuracy)
+    assert (b.oks, b.true_oks, b.wrong_checked, b.caught) == (oks, true_oks, wrong, caught)
+    assert b.length == len(Tokenizer().encode(text))
+
+
+def test_summary_pools_precision_and_recall_by_hand():
+    m = cd.measure([P] * len(HAND), [row[0] for row in HAND])
+    # oks: 1+1+0+1+1+0 = 4 verdicts "ok", 3 of them right -> precision 3/4
+    assert m["verify_precision"] == pytest.approx(3 / 4)
+    # wrong tries in checking completions: 1 (caught) + 1 (missed) -> recall 1/2
+    assert m["verify_recall"] == pytest.approx(1 / 2)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["verify_rate"] == pytest.approx(4 / 6) and m["backtrack_rate"] == pytest.approx(2 / 6)
+    assert m["first_try_accuracy"] == pytest.approx(2 / 6)
+    assert m["mean_tries"] == pytest.approx(7 / 6)
+    # first try wrong: rows 1, 3, 4, 6 -> one backtracked; first try right: rows 2, 5 -> one backtracked
+    assert m["backtrack_if_first_wrong"] == pytest.approx(1 / 4)
+    assert m["backtrack_if_first_right"] == pytest.approx(1 / 2)
+    assert set(m["by_difficulty"]) == {"2"} and m["by_difficulty"]["2"]["n"] == 6
+    assert cd.summarise([])["verify_precision"] is None
+
+
+# ------------------------------------------------------------------- the corpus
+
+
+def test_corpus_is_right_in_the_vocabulary_and_mixed():
+    problems = cd.sample_problems(400, seed=3)
+    corpus = cd.build_corpus(problems, search_share=0.4, seed=3)
+    tok = Tokenizer()
+    m = cd.measure(problems, [c for _, c in corpus])
+    assert m["accuracy"] == 1.0  # every corpus completion solves its problem
+    assert m["verify_precision"] == 1.0 and m["verify_recall"] == 1.0  # and every check is right
+    assert 0.33 < m["verify_rate"] < 0.47
+    for prompt, completion in corpus:
+        tok.encode(prompt + completion)  # raises on any character outside the vocabulary
+    # a search trace stops at its first hit, and tries no candidate twice
+    rng = random.Random(0)
+    for p in problems[:100]:
+        trace, hit = cd.search_trace(p, rng)
+        tries = cd.parse_tries(f"<think>{trace}</think>", p.numbers, p.target)
+        assert [t.correct for t in tries] == [False] * (len(tries) - 1) + [True]
+        assert len({t.expression for t in tries}) == len(tries) and hit.value == p.target

@@ -1,0 +1,429 @@
+"""Countdown-lite: a search task where checking a guess is easy and guessing is not.
+
+The "aha moment" of DeepSeek-R1-Zero (R1 paper, section 2.2.4) is a model that
+learns, from rule-based rewards alone, to check its own work and to go back when
+the check fails. TinyZero and Mini-R1 showed it on the Countdown game with 3B
+models on GPUs. This module is a version small enough for a CPU: three numbers from
+1 to 9 and a target; combine all three, each once, with + - x to hit the target.
+
+    prompt      <bos>8,3,1 to 6:
+    direct      <think>(8x1)+3</think><answer>(8x1)+3</answer><eos>        a guess, unchecked
+    search      <think>8x3=24,24-1=23 no;8+3=11,11+1=12 no;8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>
+
+A *search trace* tries candidates in random order, works each one out, compares it
+with the target ("ok" or "no"), and on "no" backtracks to the next candidate.
+The candidates are the family (x op1 y) op2 z: (x, y, z) an arrangement of the
+numbers with x >= y, op1 in + - x, op2 in + -, no negative results (at most 18).
+Difficulty is how *scarce* the solutions are: how many candidates hit the target
+(1, 2, or 3 and more). The trace format does not fix it, so if a model spends more
+tries where solutions are scarce, that is its search, not our template.
+
+The accuracy rule (`accuracy`) scores the final answer only: exactly one answer
+block (toyds/rewards.py `extract_answer`), holding an expression over ASCII digits,
++ - x and parentheses (standard precedence), that uses exactly the given numbers,
+each once, and evaluates to the target. It is total, linear in the text and never
+eval()s model text. `parse_tries` and `behaviour` read the thinking back for the
+measures of examples/07_aha.py: tries, verdicts, backtracks, and whether the first
+try was already right.
+
+How this toy differs from Countdown as TinyZero plays it: 3 one-digit numbers, not
+3-4 numbers up to 100; division is left out (':' would need fractions); the trace
+family is one shape, (x op1 y) op2 z, though the checker accepts any expression.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import zlib
+from dataclasses import dataclass
+
+from toyds.rewards import extract_answer, format_reward
+from toyds.tokenizer import Tokenizer
+
+OPS1 = ("+", "-", "x")  # the inner operation of a candidate
+OPS2 = ("+", "-")  # the outer one: x here would need 2-digit x 1-digit products
+N_NUMBERS = 3
+MAX_NUMBER = 9
+HELDOUT_PERCENT = 20  # share of problems held out for evaluation, by a stable hash
+LEVELS = ("1", "2", "3+")  # difficulty: how many candidates hit the target
+MAX_ANSWER_CHARS = 32  # an answer over three one-digit numbers is at most ~11 characters
+DIGITS = frozenset("0123456789")  # ASCII only: '٣'.isdigit() is True too
+
+
+def apply(a: int, op: str, b: int) -> int:
+    # the truth, computed with Python integers: never by evaluating text
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+# ---------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One expression of the family: (x op1 y) op2 z."""
+
+    x: int
+    op1: str
+    y: int
+    op2: str
+    z: int
+
+    @property
+    def inner(self) -> int:
+        return apply(self.x, self.op1, self.y)
+
+    @property
+    def value(self) -> int:
+        return apply(self.inner, self.op2, self.z)
+
+    def expression(self) -> str:
+        return f"({self.x}{self.op1}{self.y}){self.op2}{self.z}"
+
+    def steps(self) -> str:
+        """The worked check: '8-3=5,5+1=6'."""
+        return f"{self.x}{self.op1}{self.y}={self.inner},{self.inner}{self.op2}{self.z}={self.value}"
+
+
+def family(numbers: tuple[int, ...]) -> list[Candidate]:
+    """Every candidate (x op1 y) op2 z over the numbers, once each, in a fixed order.
+
+    x >= y (a commutative op is written larger first; a subtraction stays >= 0) and
+    the result is >= 0. Equal numbers give fewer distinct candidates.
+    """
+    out: dict[Candidate, None] = {}
+    for x, y, z in itertools.permutations(numbers):
+        if x < y:
+            continue
+        for op1 in OPS1:
+            for op2 in OPS2:
+                c = Candidate(x, op1, y, op2, z)
+                if c.value >= 0:
+                    out[c] = None
+    return list(out)
+
+
+# ------------------------------------------------------------------ problems
+
+
+@dataclass(frozen=True)
+class Countdown:
+    numbers: tuple[int, ...]  # the given numbers, in prompt order
+    target: int
+
+    @property
+    def text(self) -> str:
+        return f"{','.join(map(str, self.numbers))} to {self.target}"
+
+    def prompt(self) -> str:
+        return f"<bos>{self.text}:"
+
+    def solutions(self) -> list[Candidate]:
+        return [c for c in family(self.numbers) if c.value == self.target]
+
+    @property
+    def difficulty(self) -> str:
+        """'1', '2' or '3+': how many candidates of the family hit the target."""
+        k = len(self.solutions())
+        return LEVELS[min(k, len(LEVELS)) - 1] if k else "0"
+
+    def columns(self) -> dict:
+        """The dataset columns a TRL-style reward receives for this problem."""
+        return {"numbers": self.numbers, "target": self.target}
+
+
+def is_heldout(p: Countdown) -> bool:
+    """True for the ~20% of problems reserved for evaluation (stable across runs)."""
+    return zlib.crc32(p.text.encode()) % 100 < HELDOUT_PERCENT
+
+
+def random_problem(rng: random.Random, max_number: int = MAX_NUMBER) -> Countdown:
+    """Three numbers 1..max_number (repeats allowed); the target uniform over the
+    values the family reaches, so every problem has at least one solution."""
+    numbers = tuple(rng.randint(1, max_number) for _ in range(N_NUMBERS))
+    values = sorted({c.value for c in family(numbers)})
+    return Countdown(numbers, rng.choice(values))
+
+
+def sample_problems(n: int, split: str = "train", seed: int = 0, levels=LEVELS, unique: bool = False,
+                    max_number: int = MAX_NUMBER) -> list[Countdown]:
+    """n problems from one split, difficulty levels visited in turn (balanced).
+
+    split="train" never returns a held-out problem, split="test" only held-out ones.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad or not levels:
+        raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
+    rng = random.Random(f"countdown-{seed}-{split}")
+    out, seen, misses = [], set(), 0
+    while len(out) < n:
+        want = levels[len(out) % len(levels)]
+        p = random_problem(rng, max_number)
+        if is_heldout(p) != (split == "test") or p.difficulty != want or (unique and p in seen):
+            misses += 1
+            if misses > 200 * (n + 100):
+                raise ValueError(f"could not find {n} distinct {split} problems at levels {levels}")
+            continue
+        seen.add(p)
+        out.append(p)
+    return out
+
+
+# ------------------------------------------------------------- completions
+
+
+def search_trace(p: Countdown, rng: random.Random) -> tuple[str, Candidate]:
+    """Try candidates in random order, check each against the target, stop at the first hit.
+
+    Returns the trace and the candidate that hit."""
+    cands = family(p.numbers)
+    rng.shuffle(cands)
+    tries = []
+    for c in cands:
+        hit = c.value == p.target
+        tries.append(f"{c.steps()} {'ok' if hit else 'no'}")
+        if hit:
+            return ";".join(tries), c
+    raise ValueError(f"{p.text} has no solution in the family")  # sample_problems never makes one
+
+
+def search_completion(p: Countdown, rng: random.Random) -> str:
+    trace, hit = search_trace(p, rng)
+    return f"<think>{trace}</think><answer>{hit.expression()}</answer><eos>"
+
+
+def direct_completion(p: Countdown, rng: random.Random) -> str:
+    """A solution stated with no working and no check: the one-pass answer."""
+    e = rng.choice(p.solutions()).expression()
+    return f"<think>{e}</think><answer>{e}</answer><eos>"
+
+
+def build_corpus(problems: list[Countdown], search_share: float = 0.4, seed: int = 0) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs: a search trace with probability search_share, else a direct answer."""
+    if not 0 <= search_share <= 1:
+        raise ValueError(f"search_share must be in [0, 1], got {search_share!r}")
+    rng = random.Random(seed)
+    out = []
+    for p in problems:
+        style = search_completion if rng.random() < search_share else direct_completion
+        out.append((p.prompt(), style(p, rng)))
+    return out
+
+
+# ------------------------------------------------------------ the checker
+
+
+def parse_expression(text: str) -> tuple[int, list[int]] | None:
+    """(value, numbers used) of an expression over ASCII digits, + - x and ( ), or None.
+
+    Standard precedence (x before + and -), left to right, no unary signs, numbers
+    in their one spelling (no leading zeros). Recursive descent over at most
+    MAX_ANSWER_CHARS characters, so depth and time are bounded.
+    """
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_ANSWER_CHARS:
+        return None
+    pos, used = 0, []
+
+    def number():
+        nonlocal pos
+        start = pos
+        while pos < len(text) and text[pos] in DIGITS:
+            pos += 1
+        digits = text[start:pos]
+        if not digits or (len(digits) > 1 and digits[0] == "0"):
+            return None
+        used.append(int(digits))
+        return int(digits)
+
+    def factor():  # number | ( expr )
+        nonlocal pos
+        if pos < len(text) and text[pos] == "(":
+            pos += 1
+            v = expr()
+            if v is None or pos >= len(text) or text[pos] != ")":
+                return None
+            pos += 1
+            return v
+        return number()
+
+    def term():  # factor (x factor)*
+        nonlocal pos
+        v = factor()
+        while v is not None and pos < len(text) and text[pos] == "x":
+            pos += 1
+            w = factor()
+            v = None if w is None else v * w
+        return v
+
+    def expr():  # term ((+|-) term)*
+        nonlocal pos
+        v = term()
+        while v is not None and pos < len(text) and text[pos] in "+-":
+            op = text[pos]
+            pos += 1
+            w = term()
+            v = None if w is None else apply(v, op, w)
+        return v
+
+    value = expr()
+    if value is None or pos != len(text):
+        return None
+    return value, used
+
+
+def solves(expression: str, numbers, target: int) -> bool:
+    """The expression uses exactly the given numbers, each once, and equals the target."""
+    parsed = parse_expression(expression)
+    if parsed is None:
+        return False
+    value, used = parsed
+    return sorted(used) == sorted(numbers) and value == target
+
+
+def accuracy(completion: str, numbers, target: int) -> float:
+    """1.0 iff the one answer block solves the problem (toyds/rewards.py's block rules), else 0.0.
+
+    The hacks it refuses, each by one rule: a number not given or given once and
+    used twice (multiset equality), a term too many or too few (same), two answers
+    or an answer only inside <think> (extract_answer), '٨' for 8 (ASCII digits
+    only), '08' (one spelling), text after the answer (extract_answer).
+    """
+    said = extract_answer(completion)
+    return float(said is not None and solves(said, numbers, target))
+
+
+def accuracy_batch(completions, numbers, target, **kwargs) -> list[float]:
+    """TRL-style: one score per completion; `numbers` and `target` are dataset columns."""
+    if isinstance(completions, str) or len(completions) != len(numbers) or len(numbers) != len(target):
+        raise ValueError(f"need one numbers and one target per completion: {len(completions)} completions, "
+                         f"{len(numbers)} numbers, {len(target)} targets")
+    return [accuracy(c, n, t) if isinstance(c, str) else 0.0 for c, n, t in zip(completions, numbers, target)]
+
+
+def format_batch(completions, **kwargs) -> list[float]:
+    """R1's format reward, <think>T</think><answer>A</answer> (toyds/rewards.py)."""
+    return [format_reward(c) if isinstance(c, str) else 0.0 for c in completions]
+
+
+# ------------------------------------------------------- reading the thinking
+
+
+@dataclass(frozen=True)
+class Try:
+    expression: str  # the candidate as tried, e.g. "(8-3)+1"
+    correct: bool  # it solves the problem (the checker's rule, on the operands the model wrote)
+    verdict: str | None  # "ok", "no", or None when the try was not checked
+
+
+def _thinking(completion: str) -> str:
+    start = completion.find("<think>")
+    if start == -1:
+        return ""
+    end = completion.find("</think>", start)
+    return completion[start + len("<think>"): end if end != -1 else len(completion)]
+
+
+def parse_try(segment: str) -> tuple[str, str | None]:
+    """('(8-3)+1', 'ok') from '8-3=5,5+1=6 ok'; a bare guess '(8-3)+1' gives ('(8-3)+1', None).
+
+    The expression is rebuilt from the operands the model wrote (8, -, 3 and +, 1),
+    not from its intermediate results, so a miscopied 5 does not change what was tried.
+    """
+    verdict = None
+    for v in ("ok", "no"):
+        if segment.endswith(" " + v):
+            verdict, segment = v, segment[: -len(v) - 1]
+    if "=" not in segment:
+        return segment, verdict
+    first, _, second = segment.partition(",")
+    left = first.split("=")[0]  # "8-3"
+    right = second.split("=")[0]  # "5+1"
+    i = next((k for k in range(1, len(left)) if left[k] in "+-x"), None)
+    j = next((k for k in range(1, len(right)) if right[k] in "+-x"), None)
+    if i is None or j is None:
+        return segment, verdict
+    return f"({left}){right[j:]}", verdict
+
+
+def parse_tries(completion: str, numbers, target: int) -> list[Try]:
+    """Every try in the thinking, in order."""
+    think = _thinking(completion)
+    out = []
+    for seg in think.split(";") if think else []:
+        expression, verdict = parse_try(seg.strip(" "))
+        out.append(Try(expression, solves(expression, numbers, target), verdict))
+    return out
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What one completion did: the measures of examples/07_aha.py."""
+
+    accuracy: float  # the final answer solves the problem
+    tries: int  # candidates considered (a direct guess is one)
+    verifies: bool  # at least one try was checked ("ok" or "no")
+    backtracks: bool  # a "no" was followed by another try
+    first_correct: bool  # the first try already solved it
+    oks: int  # verdicts "ok" ...
+    true_oks: int  # ... of which the try really solved it
+    wrong_checked: int  # wrong tries in a completion that checks ...
+    caught: int  # ... of which the verdict was "no"
+    length: int  # tokens, <eos> included
+
+
+def behaviour(completion: str, p: Countdown, tokenizer: Tokenizer | None = None) -> Behaviour:
+    tok = tokenizer or Tokenizer()
+    tries = parse_tries(completion, p.numbers, p.target)
+    verifies = any(t.verdict for t in tries)
+    wrong = [t for t in tries if not t.correct] if verifies else []
+    return Behaviour(
+        accuracy=accuracy(completion, p.numbers, p.target),
+        tries=len(tries),
+        verifies=verifies,
+        backtracks=any(t.verdict == "no" for t in tries[:-1]),
+        first_correct=bool(tries) and tries[0].correct,
+        oks=sum(t.verdict == "ok" for t in tries),
+        true_oks=sum(t.verdict == "ok" and t.correct for t in tries),
+        wrong_checked=len(wrong),
+        caught=sum(t.verdict == "no" for t in wrong),
+        length=len(tok.encode(completion)),
+    )
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def summarise(behaviours: list[Behaviour]) -> dict:
+    """Means over completions; precision and recall pool the tries (None when undefined)."""
+    n = len(behaviours)
+    bs = behaviours
+    first_wrong = [b for b in bs if not b.first_correct]
+    first_right = [b for b in bs if b.first_correct]
+    return {
+        "accuracy": _ratio(sum(b.accuracy for b in bs), n),
+        "verify_rate": _ratio(sum(b.verifies for b in bs), n),
+        "backtrack_rate": _ratio(sum(b.backtracks for b in bs), n),
+        "mean_tries": _ratio(sum(b.tries for b in bs), n),
+        "mean_length": _ratio(sum(b.length for b in bs), n),
+        # precision = P(the try solves it | verdict "ok")
+        "verify_precision": _ratio(sum(b.true_oks for b in bs), sum(b.oks for b in bs)),
+        # recall = P(verdict "no" | the try is wrong), over completions that check
+        "verify_recall": _ratio(sum(b.caught for b in bs), sum(b.wrong_checked for b in bs)),
+        "first_try_accuracy": _ratio(sum(b.first_correct for b in bs), n),
+        "backtrack_if_first_wrong": _ratio(sum(b.backtracks for b in first_wrong), len(first_wrong)),
+        "backtrack_if_first_right": _ratio(sum(b.backtracks for b in first_right), len(first_right)),
+        "n": n,
+    }
+
+
+def measure(problems: list[Countdown], completions: list[str]) -> dict:
+    """summarise(), overall and by difficulty level: problems[i] is completions[i]'s problem."""
+    tok = Tokenizer()
+    bs = [behaviour(c, p, tok) for p, c in zip(problems, completions)]
+    out = summarise(bs)
+    out["by_difficulty"] = {lv: summarise([b for b, p in zip(bs, problems) if p.difficulty == lv])
+                            for lv in LEVELS if any(p.difficulty == lv for p in problems)}
+    return out
