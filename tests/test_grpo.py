@@ -177,3 +177,29 @@ def test_reward_function_with_the_wrong_length_is_refused():
     cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=2, progress=False)
     with pytest.raises(ValueError, match="returned 1 scores for 4 completions"):
         train_grpo(tiny_model(), PROBLEMS, cfg, reward_fns=[lambda completions, **kw: [0.0]])
+
+
+def test_another_task_brings_its_columns_and_its_measures():
+    """A problem needs only .prompt(); .columns() feeds the rewards, measure_fn the log."""
+    from toyds.countdown import sample_problems as countdown_problems
+    from toyds.grpo import reward_columns
+
+    problems = countdown_problems(8, seed=0)
+    cols = reward_columns(problems[:2])
+    assert set(cols) == {"numbers", "target", "prompts"}
+    assert cols["numbers"] == [p.numbers for p in problems[:2]] and cols["prompts"][0] == problems[0].prompt()
+    assert set(reward_columns(PROBLEMS[:2])) == {"answer", "prompts"}  # arithmetic, as before
+
+    seen = []
+
+    def reward(completions, numbers, target, prompts, **kw):
+        seen.append((numbers[0], target[0]))
+        return [0.0] * len(completions)
+
+    def measure(probs, texts):
+        return {"n_completions": float(len(texts)), "first_target": float(probs[0].target), "skip": None}
+
+    cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=3, max_new_tokens=2, progress=False)
+    hist = train_grpo(tiny_model(), problems, cfg, reward_fns=[reward], measure_fn=measure)
+    assert len(seen) == 2 and all(t in {p.target for p in problems} for _, t in seen)
+    assert hist[0]["n_completions"] == 6.0 and "skip" not in hist[0] and "accuracy" not in hist[0]

@@ -180,9 +180,20 @@ class GRPOConfig:
             raise ValueError(f"need lr > 0, beta >= 0, clip_eps > 0; got {self.lr}, {self.beta}, {self.clip_eps}")
 
 
-def total_reward(reward_fns: Sequence[RewardFn], texts: list[str], problems: list[Problem]) -> torch.Tensor:
+def reward_columns(problems: Sequence) -> dict[str, list]:
+    """The dataset columns a TRL-style reward receives, one entry per completion.
+
+    A problem with a `columns()` method (toyds/countdown.py: numbers, target) gives
+    its own; an arithmetic Problem gives `answer`. Every problem gives `prompts`.
+    """
+    rows = [p.columns() if hasattr(p, "columns") else {"answer": p.answer} for p in problems]
+    cols = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+    return {**cols, "prompts": [p.prompt() for p in problems]}
+
+
+def total_reward(reward_fns: Sequence[RewardFn], texts: list[str], problems: list) -> torch.Tensor:
     """Sum of every reward function's scores, (B,)."""
-    kwargs = dict(completions=texts, answer=[p.answer for p in problems], prompts=[p.prompt() for p in problems])
+    kwargs = dict(completions=texts, **reward_columns(problems))
     total = torch.zeros(len(texts))
     for fn in reward_fns:
         r = fn(**kwargs)
@@ -193,9 +204,15 @@ def total_reward(reward_fns: Sequence[RewardFn], texts: list[str], problems: lis
     return total
 
 
+def arithmetic_measures(problems: list[Problem], texts: list[str]) -> dict:
+    """The default per-step log: rule-based accuracy, format, thinking and length (toyds/evaluate.py)."""
+    m = summarise(score(problems, texts))
+    return {k: m[k] for k in ("accuracy", "format_rate", "think_rate", "mean_length")}
+
+
 def train_grpo(
     model,
-    problems: list[Problem],
+    problems: list,
     cfg: GRPOConfig,
     reward_fns: Sequence[RewardFn] = (combined_reward_batch,),
     ref_model=None,
@@ -203,11 +220,14 @@ def train_grpo(
     checkpoint: str | Path | None = None,
     desc: str = "grpo",
     parallel=None,
+    measure_fn: Callable[[list, list[str]], dict] = arithmetic_measures,
 ) -> list[dict]:
     """Improve `model` on `problems` with GRPO; returns one logged dict per step.
 
-    The rewards drive learning; accuracy, format and thinking are always logged with
-    the rule-based checks too, so a learned reward's promises can be held to the truth.
+    The rewards drive learning; measure_fn(problems, completions) -> dict of floats
+    (one problem per completion) is logged every step with rule-based checks, so a
+    learned reward's promises can be held to the truth. Problems need only
+    `.prompt()` (and `.columns()` for rewards that want more than `answer`).
     ref_model defaults to a frozen copy of the starting model (when beta > 0).
     parallel: a toyds.distributed.DataParallel, to run data-parallel under torchrun:
     each rank samples its own prompts (its own seed), DDP averages the gradients,
@@ -243,7 +263,7 @@ def train_grpo(
 
         # 2. score them: the driving rewards, and the rule-based measures for the log
         rewards = total_reward(reward_fns, g.texts, group)  # (B,)
-        measures = summarise(score(batch, g.texts, samples=G))
+        measures = {k: v for k, v in measure_fn(group, g.texts).items() if isinstance(v, (int, float))}
 
         # 3. group-relative advantages
         adv = group_advantages(rewards, G, cfg.scale).to(device)  # (B,)
@@ -274,10 +294,7 @@ def train_grpo(
         row = {
             "step": step + 1,
             "reward": float(rewards.mean()),
-            "accuracy": measures["accuracy"],
-            "format_rate": measures["format_rate"],
-            "think_rate": measures["think_rate"],
-            "mean_length": measures["mean_length"],
+            **measures,
             "zero_signal_groups": dead,
             "loss": loss.item(),
             **stats,
@@ -290,8 +307,9 @@ def train_grpo(
         if eval_fn is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
             row.update({f"eval_{k}": v for k, v in eval_fn(model).items()})
         history.append(row)
-        bar.set_postfix(reward=f"{row['reward']:.2f}", acc=f"{row['accuracy']:.2f}",
-                        fmt=f"{row['format_rate']:.2f}", len=f"{row['mean_length']:.0f}", kl=f"{row['kl']:.3f}")
+        shown = {k: row[k] for k in ("accuracy", "format_rate", "mean_length") if row.get(k) is not None}
+        bar.set_postfix(reward=f"{row['reward']:.2f}", **{k[:3]: f"{v:.2f}" for k, v in shown.items()},
+                        kl=f"{row['kl']:.3f}")
         if checkpoint is not None and main and (last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
             from toyds.checkpoint import save_checkpoint
 
