@@ -90,3 +90,27 @@ def test_recipe_is_the_documented_schedule():
     assert (cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup, cfg.batch_size, cfg.seed, cfg.progress) == \
         (700, 1e-2, 1e-3, 50, 32, 3, False)
     assert TrainConfig.recipe(200).warmup == 20 and TrainConfig.recipe(200).min_lr == 3e-3 / 10
+
+
+def test_length_buckets_pad_less_and_keep_every_example_possible():
+    import random as _random
+
+    from toyds.train import batches
+
+    # 90 short examples (3 tokens) and 10 long ones (30 tokens)
+    examples = [([1] * 3, 1)] * 90 + [([2] * 30, 1)] * 10
+    plain = TrainConfig(steps=100, batch_size=10)
+    bucketed = TrainConfig(steps=100, batch_size=10, length_buckets=8)
+
+    def padded_tokens(cfg, n=400):
+        stream = batches(examples, cfg, _random.Random(0))
+        return sum(len(b) * max(len(ids) for ids, _ in b) for b in (next(stream) for _ in range(n)))
+
+    # uniform batches of 10 nearly always hold a long example (1 - 0.9^10 = 65%), so pad to 30
+    assert padded_tokens(bucketed) < 0.6 * padded_tokens(plain)
+    stream = batches(examples, bucketed, _random.Random(1))
+    drawn = [ids[0] for _ in range(200) for ids, _ in next(stream)]
+    assert 0.05 < drawn.count(2) / len(drawn) < 0.15  # long examples as likely as before
+    assert [len(b) for b in (next(stream) for _ in range(16))] == [10] * 16
+    with pytest.raises(ValueError, match="length_buckets"):
+        TrainConfig(length_buckets=-1)

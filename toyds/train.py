@@ -45,6 +45,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decay rates
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     eval_every: int = 0  # run eval_fn every this many steps (0 = only at the end)
+    length_buckets: int = 0  # k > 0: draw k batches at once, sorted by length, so each batch pads little
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
     progress: bool = True  # show a tqdm bar
 
@@ -60,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if not (0 < self.min_lr <= self.lr):
             raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if not (isinstance(self.length_buckets, int) and self.length_buckets >= 0):
+            raise ValueError(f"length_buckets must be an integer >= 0, got {self.length_buckets!r}")
         if not (0 <= self.warmup < self.steps):
             raise ValueError(f"warmup must be in [0, steps), got {self.warmup} with steps={self.steps}")
 
@@ -130,6 +133,25 @@ def eval_loss(model, examples, pad_id: int, batch_size: int = 256) -> float:
     return total / max(count, 1)
 
 
+def batches(examples: list, cfg: TrainConfig, rng: random.Random):
+    """Endless batches sampled with replacement.
+
+    With cfg.length_buckets = k > 0, k batches' worth are drawn at once, sorted by
+    length and cut into k batches (served in random order): every example is as
+    likely as before, but a batch of short sequences is no longer padded to the
+    length of one long one. On a corpus mixing 20-token answers with 130-token
+    traces this is most of the compute.
+    """
+    while True:
+        if not cfg.length_buckets:
+            yield rng.choices(examples, k=cfg.batch_size)
+            continue
+        pool = sorted(rng.choices(examples, k=cfg.batch_size * cfg.length_buckets), key=lambda e: len(e[0]))
+        chunks = [pool[i : i + cfg.batch_size] for i in range(0, len(pool), cfg.batch_size)]
+        rng.shuffle(chunks)
+        yield from chunks
+
+
 def train_supervised(
     model,
     pairs: list[tuple[str, str]],
@@ -163,10 +185,11 @@ def train_supervised(
     t0 = time.perf_counter()
     show = cfg.progress and (parallel is None or parallel.is_main)
     bar = tqdm(range(cfg.steps), desc=desc, disable=not show, leave=False)
+    stream = batches(examples, cfg, rng)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        x, y, m = collate(rng.choices(examples, k=cfg.batch_size), tok.pad_id, device)
+        x, y, m = collate(next(stream), tok.pad_id, device)
         if parallel is None:
             loss = masked_lm_loss(net(x), y, m)
         else:  # this rank's rows of the global batch, weighted so the mean over ranks is the global loss
