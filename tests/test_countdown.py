@@ -11,8 +11,9 @@ from toyds import countdown as cd
 from toyds.countdown import Candidate, Countdown
 from toyds.tokenizer import Tokenizer
 
-P = Countdown((8, 3, 1), 6)  # solutions (8-3)+1 and (8+1)-3
+P = Countdown((8, 3, 1), 6)  # one solution: (8-3)+1
 NUMS, T = P.numbers, P.target
+GOOD = "<think>6-1=5:8x3=24 no,8-3=5 ok</think><answer>(8-3)+1</answer><eos>"
 
 
 def acc(completion, numbers=NUMS, target=T):
@@ -24,22 +25,22 @@ def acc(completion, numbers=NUMS, target=T):
 
 def test_family_worked_by_hand():
     fam = cd.family((8, 3, 1))
-    # z=1: 8+3, 8-3, 8x3 each +1 and -1 -> 6; z=3: 8+1, 8-1, 8x1 each +3 and -3 -> 6;
-    # z=8: 3+1, 3-1, 3x1 each +8 (all) and -8 (all negative) -> 3.  Total 15.
-    assert len(fam) == 15
+    # z=1: (8+3) (8-3) (8x3); z=3: (8+1) (8-1) (8x1); z=8: (3+1) (3-1) (3x1); each then + z: 9
+    assert len(fam) == 9 and cd.OPS2 == ("+",)
     assert Candidate(8, "-", 3, "+", 1) in fam and Candidate(3, "-", 8, "+", 1) not in fam
-    assert sorted(c.expression() for c in P.solutions()) == ["(8+1)-3", "(8-3)+1"]
-    assert P.difficulty == "2"
-    assert Candidate(8, "x", 3, "-", 1).steps() == "8x3=24,24-1=23"
-    assert Candidate(8, "x", 3, "-", 1).value == 23
+    assert [c.expression() for c in P.solutions()] == ["(8-3)+1"]
+    assert P.difficulty == "1"
+    c = Candidate(8, "x", 3, "+", 1)
+    assert (c.inner, c.value, c.need(6)) == (24, 25, 5)
+    assert c.head(6) == "6-1=5" and c.check(6) == "8x3=24 no"
+    assert Candidate(8, "-", 3, "+", 1).check(6) == "8-3=5 ok"
+    assert Candidate(8, "x", 3, "-", 1).head(6) == "6+1=7"  # with - outside, x op1 y must make target + z
 
 
 def test_repeated_numbers_give_fewer_candidates():
-    fam = cd.family((2, 2, 2))
-    # x=y=z=2: + - x inside, + - outside: 6 distinct, and (2-2)-2 < 0 is dropped
-    assert len(fam) == 5
-    # (2+2)+2 = (2x2)+2 = 6: two candidates hit 6
-    assert Countdown((2, 2, 2), 6).difficulty == "2"
+    # 2,2,2: one distinct z and one distinct pair, so (2+2)+2, (2-2)+2, (2x2)+2
+    assert len(cd.family((2, 2, 2))) == 3
+    assert Countdown((2, 2, 2), 6).difficulty == "2"  # (2+2)+2 and (2x2)+2
 
 
 def test_difficulty_counts_solutions():
@@ -49,6 +50,20 @@ def test_difficulty_counts_solutions():
     assert Countdown((1, 2, 3), 6).difficulty == "3+"
     assert [c.expression() for c in Countdown((9, 7, 5), 68).solutions()] == ["(9x7)+5"]
     assert Countdown((9, 7, 5), 68).difficulty == "1"
+
+
+def test_search_trace_worked_by_hand():
+    # 8,3,1 to 6: z=8 is skipped (6-8 < 0); z=3 needs 3, z=1 needs 5, and only 8-3 makes 5
+    seen = set()
+    for seed in range(40):
+        trace, hit = cd.search_trace(P, random.Random(seed))
+        assert hit == Candidate(8, "-", 3, "+", 1)
+        assert trace.endswith("8-3=5 ok") and "6-8" not in trace
+        seen.add(trace)
+    assert "6-1=5:8-3=5 ok" in seen  # lucky: right first time
+    # unlucky: all three tries for z=3, then two misses for z=1, the hit last (6 tries)
+    assert max(t.count(" no") + t.count(" ok") for t in seen) == 6
+    assert any(t.startswith("6-3=3:") and t.count(" no") == 5 for t in seen)
 
 
 def test_every_sampled_problem_has_a_solution_and_the_split_is_clean():
@@ -86,8 +101,9 @@ def test_parse_expression_worked_by_hand():
 
 
 def test_right_answers_score_one():
-    for c in ["<think>8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>",
-              "<think>(8+1)-3</think><answer>(8+1)-3</answer><eos>",
+    for c in [GOOD,
+              "<think>(8-3)+1</think><answer>(8-3)+1</answer><eos>",
+              "<answer>(8+1)-3</answer>",  # outside the trace family, still a solution
               "<answer>8-3+1</answer>",  # no parentheses needed: left to right
               "<answer>1+8-3</answer>",  # another order, another shape: the rule checks the outcome
               "<answer>(1-3)+8</answer>",  # a negative step is fine for the checker
@@ -106,9 +122,9 @@ HACKS = {
     "<answer>(8-3)+1</answer><answer>(8+1)-3</answer>": "two answers",
     "<answer>(8-3)+1 (8+1)-3</answer>": "two expressions in one block",
     "<answer>(8x3)+1</answer><answer>(8-3)+1</answer>": "hedged, right one last",
-    "<think>8-3=5,5+1=6 ok;<answer>(8-3)+1</answer>": "answer only inside an unclosed <think>",
+    "<think>6-1=5:8-3=5 ok;<answer>(8-3)+1</answer>": "answer only inside an unclosed <think>",
     "<think><answer>(8-3)+1</answer></think>": "answer nested in the thinking",
-    "<think>8-3=5,5+1=6 ok</think>": "no answer block",
+    "<think>6-1=5:8-3=5 ok</think>": "no answer block",
     "<answer>(８-3)+1</answer>": "fullwidth digit",
     "<answer>(٨-3)+1</answer>": "Arabic-Indic digit",
     "<answer>(08-3)+1</answer>": "leading zero",
@@ -138,7 +154,7 @@ def test_checker_matches_a_reference_on_every_family_member():
 def test_checker_is_total_and_fast():
     for junk in [None, 3, b"<answer>6</answer>", "<answer>" + "9" * 1_000_000 + "</answer>", "\x00" * 100]:
         assert acc(junk) == 0.0
-    big = "<think>" + "8-3=5,5+1=6 no;" * 50_000 + "</think><answer>(8-3)+1</answer>"
+    big = "<think>6-1=5:" + "8x3=24 no," * 50_000 + "</think><answer>(8-3)+1</answer>"
     t = time.perf_counter()
     assert acc(big) == 1.0
     assert time.perf_counter() - t < 0.5
@@ -155,25 +171,25 @@ def test_batch_reward_matches_single():
 # ------------------------------------------------------------- reading the thinking
 
 
-def test_parse_try_rebuilds_the_tried_expression():
-    assert cd.parse_try("8-3=5,5+1=6 ok") == ("(8-3)+1", "ok")
-    assert cd.parse_try("8x3=24,24-1=23 no") == ("(8x3)-1", "no")
-    assert cd.parse_try("8-3=4,4+1=5 no") == ("(8-3)+1", "no")  # a slip in the working: still (8-3)+1 tried
-    assert cd.parse_try("(8+1)-3") == ("(8+1)-3", None)
-    assert cd.parse_try("8-3=5,5+1=6") == ("(8-3)+1", None)  # worked out, never compared
+def test_parse_group_rebuilds_the_tried_expressions():
+    assert cd.parse_group("6-1=5:8+3=11 no,8-3=5 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]
+    assert cd.parse_group("6+1=7:8x3=24 no") == [("(8x3)-1", "no")]  # the head 6+1 undoes a - outside
+    assert cd.parse_group("6-1=5:8-3=4 no") == [("(8-3)+1", "no")]  # a slip in the working: still (8-3)+1 tried
+    assert cd.parse_group("6-1=5:8-3=5") == [("(8-3)+1", None)]  # worked out, never compared
+    assert cd.parse_group("(8+1)-3") == [("(8+1)-3", None)]  # a bare guess
+    assert cd.parse_group("6=5:8 no") == [("8 no", "no")]  # no shape: kept as it is, solves nothing
 
 
 HAND = [
     # completion, tries, verifies, backtracks, first right, accuracy, oks, true oks, wrong checked, caught
-    ("<think>8x3=24,24-1=23 no;8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>",
-     2, True, True, False, 1.0, 1, 1, 1, 1),
-    ("<think>8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>", 1, True, False, True, 1.0, 1, 1, 0, 0),
-    ("<think>(8x3)-1</think><answer>(8x3)-1</answer><eos>", 1, False, False, False, 0.0, 0, 0, 0, 0),
-    # a false "ok": the check missed 12 != 6
-    ("<think>8+3=11,11+1=12 ok</think><answer>(8+3)+1</answer><eos>", 1, True, False, False, 0.0, 1, 0, 1, 0),
-    # a false "no" on a right try, then a lucky second hit
-    ("<think>8-3=5,5+1=6 no;8+1=9,9-3=6 ok</think><answer>(8+1)-3</answer><eos>",
-     2, True, True, True, 1.0, 1, 1, 0, 0),
+    (GOOD, 2, True, True, False, 1.0, 1, 1, 1, 1),
+    ("<think>6-1=5:8-3=5 ok</think><answer>(8-3)+1</answer><eos>", 1, True, False, True, 1.0, 1, 1, 0, 0),
+    ("<think>(8x3)+1</think><answer>(8x3)+1</answer><eos>", 1, False, False, False, 0.0, 0, 0, 0, 0),
+    # a false "ok": the check missed 11 != 5
+    ("<think>6-1=5:8+3=11 ok</think><answer>(8+3)+1</answer><eos>", 1, True, False, False, 0.0, 1, 0, 1, 0),
+    # a false "no" on the right try, then a second group that ends in a false "ok"
+    ("<think>6-1=5:8-3=5 no;6-3=3:8-1=7 ok</think><answer>(8-1)+3</answer><eos>",
+     2, True, True, True, 0.0, 1, 0, 1, 0),
     ("<answer>(8-3)+1</answer><eos>", 0, False, False, False, 1.0, 0, 0, 0, 0),
 ]
 
@@ -190,18 +206,18 @@ def test_behaviour_on_hand_labelled_completions(row):
 
 def test_summary_pools_precision_and_recall_by_hand():
     m = cd.measure([P] * len(HAND), [row[0] for row in HAND])
-    # oks: 1+1+0+1+1+0 = 4 verdicts "ok", 3 of them right -> precision 3/4
-    assert m["verify_precision"] == pytest.approx(3 / 4)
-    # wrong tries in checking completions: 1 (caught) + 1 (missed) -> recall 1/2
-    assert m["verify_recall"] == pytest.approx(1 / 2)
-    assert m["accuracy"] == pytest.approx(4 / 6)
+    # verdicts "ok": rows 1, 2, 4, 5 -> 4, of which rows 1 and 2 are right -> precision 2/4
+    assert m["verify_precision"] == pytest.approx(2 / 4)
+    # wrong tries in checking completions: row 1 (caught), row 4 (missed), row 5 (missed) -> recall 1/3
+    assert m["verify_recall"] == pytest.approx(1 / 3)
+    assert m["accuracy"] == pytest.approx(3 / 6)
     assert m["verify_rate"] == pytest.approx(4 / 6) and m["backtrack_rate"] == pytest.approx(2 / 6)
     assert m["first_try_accuracy"] == pytest.approx(2 / 6)
     assert m["mean_tries"] == pytest.approx(7 / 6)
     # first try wrong: rows 1, 3, 4, 6 -> one backtracked; first try right: rows 2, 5 -> one backtracked
     assert m["backtrack_if_first_wrong"] == pytest.approx(1 / 4)
     assert m["backtrack_if_first_right"] == pytest.approx(1 / 2)
-    assert set(m["by_difficulty"]) == {"2"} and m["by_difficulty"]["2"]["n"] == 6
+    assert set(m["by_difficulty"]) == {"1"} and m["by_difficulty"]["1"]["n"] == 6
     assert cd.summarise([])["verify_precision"] is None
 
 
@@ -220,8 +236,9 @@ def test_corpus_is_right_in_the_vocabulary_and_mixed():
         tok.encode(prompt + completion)  # raises on any character outside the vocabulary
     # a search trace stops at its first hit, and tries no candidate twice
     rng = random.Random(0)
-    for p in problems[:100]:
+    for p in problems[:200]:
         trace, hit = cd.search_trace(p, rng)
         tries = cd.parse_tries(f"<think>{trace}</think>", p.numbers, p.target)
         assert [t.correct for t in tries] == [False] * (len(tries) - 1) + [True]
+        assert [t.verdict for t in tries] == ["no"] * (len(tries) - 1) + ["ok"]
         assert len({t.expression for t in tries}) == len(tries) and hit.value == p.target

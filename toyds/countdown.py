@@ -8,7 +8,7 @@ models on GPUs. This module is a version small enough for a CPU: three numbers f
 
     prompt      <bos>8,3,1 to 6:
     direct      <think>(8x1)+3</think><answer>(8x1)+3</answer><eos>        a guess, unchecked
-    search      <think>8x3=24,24-1=23 no;8+3=11,11+1=12 no;8-3=5,5+1=6 ok</think><answer>(8-3)+1</answer><eos>
+    search      <think>8x3=24,-1=23 no;8+3=11,+1=12 no;8-3=5,+1=6 ok</think><answer>(8-3)+1</answer><eos>
 
 A *search trace* tries candidates in random order, works each one out, compares it
 with the target ("ok" or "no"), and on "no" backtracks to the next candidate.
@@ -42,7 +42,8 @@ from toyds.rewards import extract_answer, format_reward
 from toyds.tokenizer import Tokenizer
 
 OPS1 = ("+", "-", "x")  # the inner operation of a candidate
-OPS2 = ("+", "-")  # the outer one: x here would need 2-digit x 1-digit products
+OPS2 = ("+",)  # the outer one (- works too; x would need 2-digit x 1-digit products)
+INVERSE = {"+": "-", "-": "+"}  # working backwards from the target undoes the outer operation
 N_NUMBERS = 3
 MAX_NUMBER = 9
 HELDOUT_PERCENT = 20  # share of problems held out for evaluation, by a stable hash
@@ -80,9 +81,17 @@ class Candidate:
     def expression(self) -> str:
         return f"({self.x}{self.op1}{self.y}){self.op2}{self.z}"
 
-    def steps(self) -> str:
-        """The worked check: '8-3=5,5+1=6'."""
-        return f"{self.x}{self.op1}{self.y}={self.inner},{self.inner}{self.op2}{self.z}={self.value}"
+    def need(self, target: int) -> int:
+        """What x op1 y must make for this candidate to hit the target: target -+ z."""
+        return apply(target, INVERSE[self.op2], self.z)
+
+    def head(self, target: int) -> str:
+        """The backward step that opens a group of tries: '6-1=5' (z=1 added last, so x op1 y must make 5)."""
+        return f"{target}{INVERSE[self.op2]}{self.z}={self.need(target)}"
+
+    def check(self, target: int) -> str:
+        """One try, worked and compared with the need: '8-3=5 ok' or '8x3=24 no'."""
+        return f"{self.x}{self.op1}{self.y}={self.inner} {'ok' if self.inner == self.need(target) else 'no'}"
 
 
 def family(numbers: tuple[int, ...]) -> list[Candidate]:
@@ -175,17 +184,33 @@ def sample_problems(n: int, split: str = "train", seed: int = 0, levels=LEVELS, 
 
 
 def search_trace(p: Countdown, rng: random.Random) -> tuple[str, Candidate]:
-    """Try candidates in random order, check each against the target, stop at the first hit.
+    """Work back from the target, try the inner operations, stop at the first "ok".
 
-    Returns the trace and the candidate that hit."""
-    cands = family(p.numbers)
-    rng.shuffle(cands)
-    tries = []
-    for c in cands:
-        hit = c.value == p.target
-        tries.append(f"{c.steps()} {'ok' if hit else 'no'}")
-        if hit:
-            return ";".join(tries), c
+    Groups in random order, one per last number z (and outer op): the head says what
+    the other two must make, then the inner operations are tried in random order:
+
+        6-1=5:8+3=11 no,8x3=24 no,8-3=5 ok
+
+    A z bigger than the target is skipped (with + outside, it can only overshoot).
+    Returns the trace and the candidate that hit.
+    """
+    groups: dict[tuple[str, int], list[Candidate]] = {}
+    for c in family(p.numbers):
+        if c.need(p.target) >= 0:
+            groups.setdefault((c.op2, c.z), []).append(c)
+    order = list(groups)
+    rng.shuffle(order)
+    parts = []
+    for key in order:
+        tries = groups[key]
+        rng.shuffle(tries)
+        done = []
+        for c in tries:
+            done.append(c.check(p.target))
+            if c.value == p.target:
+                parts.append(f"{c.head(p.target)}:{','.join(done)}")
+                return ";".join(parts), c
+        parts.append(f"{tries[0].head(p.target)}:{','.join(done)}")
     raise ValueError(f"{p.text} has no solution in the family")  # sample_problems never makes one
 
 
@@ -325,35 +350,45 @@ def _thinking(completion: str) -> str:
     return completion[start + len("<think>"): end if end != -1 else len(completion)]
 
 
-def parse_try(segment: str) -> tuple[str, str | None]:
-    """('(8-3)+1', 'ok') from '8-3=5,5+1=6 ok'; a bare guess '(8-3)+1' gives ('(8-3)+1', None).
-
-    The expression is rebuilt from the operands the model wrote (8, -, 3 and +, 1),
-    not from its intermediate results, so a miscopied 5 does not change what was tried.
-    """
-    verdict = None
+def _split_verdict(segment: str) -> tuple[str, str | None]:
     for v in ("ok", "no"):
         if segment.endswith(" " + v):
-            verdict, segment = v, segment[: -len(v) - 1]
-    if "=" not in segment:
-        return segment, verdict
-    first, _, second = segment.partition(",")
-    left = first.split("=")[0]  # "8-3"
-    right = second.split("=")[0]  # "5+1"
-    i = next((k for k in range(1, len(left)) if left[k] in "+-x"), None)
-    j = next((k for k in range(1, len(right)) if right[k] in "+-x"), None)
-    if i is None or j is None:
-        return segment, verdict
-    return f"({left}){right[j:]}", verdict
+            return segment[: -len(v) - 1], v
+    return segment, None
+
+
+def parse_group(group: str) -> list[tuple[str, str | None]]:
+    """[('(8+3)+1', 'no'), ('(8-3)+1', 'ok')] from '6-1=5:8+3=11 no,8-3=5 ok'.
+
+    A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)].
+    Expressions are rebuilt from the operands the model wrote (the head's z and
+    outer op, each try's x op1 y), not from its results, so a slip in the working
+    does not change what was tried. A piece in no recognised shape is kept as it
+    is (it solves nothing).
+    """
+    head, sep, rest = group.partition(":")
+    if not sep:
+        return [_split_verdict(group)]
+    left = head.split("=")[0]  # "6-1": target, the inverse of the outer op, z
+    i = next((k for k in range(1, len(left)) if left[k] in INVERSE), None)
+    out = []
+    for piece in rest.split(","):
+        work, verdict = _split_verdict(piece)
+        inner = work.split("=")[0]  # "8-3"
+        if i is None or not any(ch in "+-x" for ch in inner[1:]):
+            out.append((piece, verdict))
+        else:
+            out.append((f"({inner}){INVERSE[left[i]]}{left[i + 1:]}", verdict))
+    return out
 
 
 def parse_tries(completion: str, numbers, target: int) -> list[Try]:
     """Every try in the thinking, in order."""
     think = _thinking(completion)
     out = []
-    for seg in think.split(";") if think else []:
-        expression, verdict = parse_try(seg.strip(" "))
-        out.append(Try(expression, solves(expression, numbers, target), verdict))
+    for group in think.split(";") if think else []:
+        for expression, verdict in parse_group(group.strip(" ")):
+            out.append(Try(expression, solves(expression, numbers, target), verdict))
     return out
 
 
