@@ -66,15 +66,18 @@ def test_search_trace_worked_by_hand():
     assert any(t.startswith("6-3=3:") and t.count(" no") == 5 for t in seen)
 
 
-def test_every_sampled_problem_has_a_solution_and_the_split_is_clean():
-    train = cd.sample_problems(600, seed=1)
+def test_every_sampled_problem_has_a_solution_and_the_splits_are_clean():
+    pre = cd.sample_problems(600, seed=1)
+    rl = cd.sample_problems(300, split="rl", seed=1)
     test = cd.sample_problems(300, split="test", unique=True)
-    assert not set(train) & set(test)
-    assert all(cd.is_heldout(p) for p in test) and not any(cd.is_heldout(p) for p in train)
-    assert all(p.solutions() for p in train + test)
+    assert not set(pre) & set(test) and not set(pre) & set(rl) and not set(rl) & set(test)
+    assert {cd.split_of(p) for p in pre} == {"pretrain"} and {cd.split_of(p) for p in test} == {"test"}
+    assert all(p.solutions() and p.target <= cd.MAX_TARGET for p in pre + rl + test)
     levels = [p.difficulty for p in test]
     assert levels[:3] == list(cd.LEVELS) and all(levels.count(lv) == 100 for lv in cd.LEVELS)
-    assert train == cd.sample_problems(600, seed=1) and train != cd.sample_problems(600, seed=2)
+    assert pre == cd.sample_problems(600, seed=1) and pre != cd.sample_problems(600, seed=2)
+    share = sum(cd.split_of(cd.random_problem(random.Random(i))) == "test" for i in range(3000)) / 3000
+    assert 0.17 < share < 0.23
 
 
 def test_bad_requests_name_the_bad_value():

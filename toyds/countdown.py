@@ -42,11 +42,13 @@ from toyds.rewards import extract_answer, format_reward
 from toyds.tokenizer import Tokenizer
 
 OPS1 = ("+", "-", "x")  # the inner operation of a candidate
-OPS2 = ("+",)  # the outer one (- works too; x would need 2-digit x 1-digit products)
-INVERSE = {"+": "-", "-": "+"}  # working backwards from the target undoes the outer operation
+OPS2 = ("+", "x")  # the outer one
+UNDO = {"+": "-", "x": ":"}  # working back from the target undoes the outer op (':' divides)
+REDO = {v: k for k, v in UNDO.items()}
 N_NUMBERS = 3
 MAX_NUMBER = 9
-HELDOUT_PERCENT = 20  # share of problems held out for evaluation, by a stable hash
+MAX_TARGET = 9  # one-digit targets: every need is one digit, so every check is a one-digit fact
+SPLITS = {"test": (0, 20), "rl": (20, 40), "pretrain": (40, 100)}  # shares of a stable hash, in percent
 LEVELS = ("1", "2", "3+")  # difficulty: how many candidates hit the target
 MAX_ANSWER_CHARS = 32  # an answer over three one-digit numbers is at most ~11 characters
 DIGITS = frozenset("0123456789")  # ASCII only: '٣'.isdigit() is True too
@@ -81,17 +83,32 @@ class Candidate:
     def expression(self) -> str:
         return f"({self.x}{self.op1}{self.y}){self.op2}{self.z}"
 
-    def need(self, target: int) -> int:
-        """What x op1 y must make for this candidate to hit the target: target -+ z."""
-        return apply(target, INVERSE[self.op2], self.z)
+    def need(self, target: int) -> int | None:
+        """What x op1 y must make for this candidate to hit the target (None if nothing can)."""
+        if self.op2 == "+":
+            return target - self.z if target >= self.z else None
+        return target // self.z if target % self.z == 0 else None
 
     def head(self, target: int) -> str:
-        """The backward step that opens a group of tries: '6-1=5' (z=1 added last, so x op1 y must make 5)."""
-        return f"{target}{INVERSE[self.op2]}{self.z}={self.need(target)}"
+        """The step back from the target that opens a group of tries: '6-1=5' (then + 1 is
+        added last, so x op1 y must make 5) or '8:2=4' (then x 2 is last, so it must make 4)."""
+        return f"{target}{UNDO[self.op2]}{self.z}={self.need(target)}"
 
     def check(self, target: int) -> str:
-        """One try, worked and compared with the need: '8-3=5 ok' or '8x3=24 no'."""
-        return f"{self.x}{self.op1}{self.y}={self.inner} {'ok' if self.inner == self.need(target) else 'no'}"
+        """One try, worked and checked against the need: '8-3=5-5=0 ok', '3+1=4-5=-1 no', '8x3=24 no'.
+
+        The check subtracts the need from the result, scratch-paper style (8-3=5, minus
+        the need 5, is 0), and "ok" means exactly that the difference is 0. Needs are
+        one digit (targets are), so every check is a one-digit subtraction fact, the
+        kind a tiny model learns quickly; a result of two digits can never equal a
+        one-digit need and gets "no" at once. Why not a plain comparison ('24 vs 5 no')?
+        Its yes/no verdict was learned far more slowly than facts, because the verdict
+        is cheap to guess from how far into the search the try comes (notes in the README).
+        """
+        need = self.need(target)
+        if self.inner > 9:
+            return f"{self.x}{self.op1}{self.y}={self.inner} no"
+        return f"{self.x}{self.op1}{self.y}={self.inner}-{need}={self.inner - need} {'ok' if self.inner == need else 'no'}"
 
 
 def family(numbers: tuple[int, ...]) -> list[Candidate]:
@@ -141,27 +158,30 @@ class Countdown:
         return {"numbers": self.numbers, "target": self.target}
 
 
-def is_heldout(p: Countdown) -> bool:
-    """True for the ~20% of problems reserved for evaluation (stable across runs)."""
-    return zlib.crc32(p.text.encode()) % 100 < HELDOUT_PERCENT
+def split_of(p: Countdown) -> str:
+    """'test' (20%, held out), 'rl' (20%, RL prompts the base never saw) or 'pretrain' (60%).
 
-
-def random_problem(rng: random.Random, max_number: int = MAX_NUMBER) -> Countdown:
-    """Three numbers 1..max_number (repeats allowed); the target uniform over the
-    values the family reaches, so every problem has at least one solution."""
-    numbers = tuple(rng.randint(1, max_number) for _ in range(N_NUMBERS))
-    values = sorted({c.value for c in family(numbers)})
-    return Countdown(numbers, rng.choice(values))
-
-
-def sample_problems(n: int, split: str = "train", seed: int = 0, levels=LEVELS, unique: bool = False,
-                    max_number: int = MAX_NUMBER) -> list[Countdown]:
-    """n problems from one split, difficulty levels visited in turn (balanced).
-
-    split="train" never returns a held-out problem, split="test" only held-out ones.
+    A stable hash of the problem's text decides, whatever seed or size a run asks for.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    bucket = zlib.crc32(p.text.encode()) % 100
+    return next(name for name, (lo, hi) in SPLITS.items() if lo <= bucket < hi)
+
+
+def random_problem(rng: random.Random, max_number: int = MAX_NUMBER, max_target: int = MAX_TARGET) -> Countdown:
+    """Three numbers 1..max_number (repeats allowed); the target uniform over the values
+    1..max_target the family reaches, so every problem has a solution."""
+    while True:
+        numbers = tuple(rng.randint(1, max_number) for _ in range(N_NUMBERS))
+        values = sorted({c.value for c in family(numbers) if 1 <= c.value <= max_target})
+        if values:
+            return Countdown(numbers, rng.choice(values))
+
+
+def sample_problems(n: int, split: str = "pretrain", seed: int = 0, levels=LEVELS, unique: bool = False,
+                    max_number: int = MAX_NUMBER, max_target: int = MAX_TARGET) -> list[Countdown]:
+    """n problems from one split (see split_of), difficulty levels visited in turn (balanced)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:
         raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
@@ -169,8 +189,8 @@ def sample_problems(n: int, split: str = "train", seed: int = 0, levels=LEVELS, 
     out, seen, misses = [], set(), 0
     while len(out) < n:
         want = levels[len(out) % len(levels)]
-        p = random_problem(rng, max_number)
-        if is_heldout(p) != (split == "test") or p.difficulty != want or (unique and p in seen):
+        p = random_problem(rng, max_number, max_target)
+        if split_of(p) != split or p.difficulty != want or (unique and p in seen):
             misses += 1
             if misses > 200 * (n + 100):
                 raise ValueError(f"could not find {n} distinct {split} problems at levels {levels}")
@@ -183,7 +203,7 @@ def sample_problems(n: int, split: str = "train", seed: int = 0, levels=LEVELS, 
 # ------------------------------------------------------------- completions
 
 
-def search_trace(p: Countdown, rng: random.Random) -> tuple[str, Candidate]:
+def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple[str, Candidate]:
     """Work back from the target, try the inner operations, stop at the first "ok".
 
     Groups in random order, one per last number z (and outer op): the head says what
@@ -196,26 +216,28 @@ def search_trace(p: Countdown, rng: random.Random) -> tuple[str, Candidate]:
     """
     groups: dict[tuple[str, int], list[Candidate]] = {}
     for c in family(p.numbers):
-        if c.need(p.target) >= 0:
+        if c.need(p.target) is not None:
             groups.setdefault((c.op2, c.z), []).append(c)
-    order = list(groups)
-    rng.shuffle(order)
+    order = sorted(groups, key=lambda k: (p.numbers.index(k[1]), OPS2.index(k[0])))
+    if shuffle:
+        rng.shuffle(order)
     parts = []
     for key in order:
-        tries = groups[key]
-        rng.shuffle(tries)
+        tries = sorted(groups[key], key=lambda c: OPS1.index(c.op1))
+        if shuffle:
+            rng.shuffle(tries)
         done = []
         for c in tries:
             done.append(c.check(p.target))
             if c.value == p.target:
-                parts.append(f"{c.head(p.target)}:{','.join(done)}")
+                parts.append(f"{c.head(p.target)} {','.join(done)}")
                 return ";".join(parts), c
-        parts.append(f"{tries[0].head(p.target)}:{','.join(done)}")
+        parts.append(f"{tries[0].head(p.target)} {','.join(done)}")
     raise ValueError(f"{p.text} has no solution in the family")  # sample_problems never makes one
 
 
-def search_completion(p: Countdown, rng: random.Random) -> str:
-    trace, hit = search_trace(p, rng)
+def search_completion(p: Countdown, rng: random.Random, shuffle: bool = True) -> str:
+    trace, hit = search_trace(p, rng, shuffle)
     return f"<think>{trace}</think><answer>{hit.expression()}</answer><eos>"
 
 
@@ -225,15 +247,37 @@ def direct_completion(p: Countdown, rng: random.Random) -> str:
     return f"<think>{e}</think><answer>{e}</answer><eos>"
 
 
-def build_corpus(problems: list[Countdown], search_share: float = 0.4, seed: int = 0) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs: a search trace with probability search_share, else a direct answer."""
-    if not 0 <= search_share <= 1:
-        raise ValueError(f"search_share must be in [0, 1], got {search_share!r}")
+def check_drill(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple[str, str]:
+    """A search trace cut just before one verdict: (prompt up to '8-3=5', completion ' ok').
+
+    Half the drills stop at the hit ("ok"), half at a miss ("no"), so the verdict
+    cannot be guessed from how far into the search it comes; only comparing the
+    try with the need gets it right. The loss falls on the verdict alone (the
+    prompt is masked): a curriculum for the check, in the same text as the traces.
+    """
+    trace, _ = search_trace(p, rng, shuffle)
+    cuts = [i for i in range(len(trace)) if trace.startswith((" ok", " no"), i)]
+    misses = [i for i in cuts if trace.startswith(" no", i)]
+    i = cuts[-1] if not misses or rng.random() < 0.5 else rng.choice(misses)
+    return f"{p.prompt()}<think>{trace[:i]}", trace[i : i + 3]
+
+
+def build_corpus(problems: list[Countdown], search_share: float = 0.4, drill_share: float = 0.0,
+                 seed: int = 0, shuffle: bool = True) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs, one per problem: a check drill with probability
+    drill_share, else a search trace with probability search_share, else a direct answer."""
+    for name, v in (("search_share", search_share), ("drill_share", drill_share)):
+        if not 0 <= v <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {v!r}")
     rng = random.Random(seed)
     out = []
     for p in problems:
-        style = search_completion if rng.random() < search_share else direct_completion
-        out.append((p.prompt(), style(p, rng)))
+        if rng.random() < drill_share:
+            out.append(check_drill(p, rng, shuffle))
+        elif rng.random() < search_share:
+            out.append((p.prompt(), search_completion(p, rng, shuffle)))
+        else:
+            out.append((p.prompt(), direct_completion(p, rng)))
     return out
 
 
@@ -358,7 +402,7 @@ def _split_verdict(segment: str) -> tuple[str, str | None]:
 
 
 def parse_group(group: str) -> list[tuple[str, str | None]]:
-    """[('(8+3)+1', 'no'), ('(8-3)+1', 'ok')] from '6-1=5:8+3=11 no,8-3=5 ok'.
+    """[('(8+3)+1', 'no'), ('(8-3)+1', 'ok')] from '6-1=5 8+3=11 no,8-3=5-5=0 ok'.
 
     A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)].
     Expressions are rebuilt from the operands the model wrote (the head's z and
@@ -366,11 +410,11 @@ def parse_group(group: str) -> list[tuple[str, str | None]]:
     does not change what was tried. A piece in no recognised shape is kept as it
     is (it solves nothing).
     """
-    head, sep, rest = group.partition(":")
-    if not sep:
+    head, sep, rest = group.partition(" ")
+    if not sep or "=" not in head:
         return [_split_verdict(group)]
-    left = head.split("=")[0]  # "6-1": target, the inverse of the outer op, z
-    i = next((k for k in range(1, len(left)) if left[k] in INVERSE), None)
+    left = head.split("=")[0]  # "6-1": the target, the undone outer op, z
+    i = next((k for k in range(1, len(left)) if left[k] in REDO), None)
     out = []
     for piece in rest.split(","):
         work, verdict = _split_verdict(piece)
@@ -378,7 +422,7 @@ def parse_group(group: str) -> list[tuple[str, str | None]]:
         if i is None or not any(ch in "+-x" for ch in inner[1:]):
             out.append((piece, verdict))
         else:
-            out.append((f"({inner}){INVERSE[left[i]]}{left[i + 1:]}", verdict))
+            out.append((f"({inner}){REDO[left[i]]}{left[i + 1:]}", verdict))
     return out
 
 
