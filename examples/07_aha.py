@@ -98,13 +98,16 @@ def run_countdown(args, seed: int) -> dict:
     torch.set_num_threads(args.job_threads)
     seed_everything(seed)
     t0 = time.perf_counter()
-    # 1. the base: guesses and searches, plus check drills
+    # 1. the base, in two phases: mostly search first (to learn the working and the checks),
+    #    then mostly guesses (so that, greedy, the base prefers to answer directly)
     model = new_model(args, seed)
-    corpus = cd.build_corpus(cd.sample_problems(args.pretrain_problems, seed=seed), args.search_share,
-                             args.drill_share, seed=seed, shuffle=not args.canonical)
-    train_supervised(model, corpus, TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, args.batch, seed,
-                                                       length_buckets=8, progress=args.workers == 1),
-                     desc="pretrain countdown")
+    problems = cd.sample_problems(args.pretrain_problems, seed=seed)
+    for phase, (steps, share) in enumerate([(args.search_steps, args.search_phase_share),
+                                            (args.mix_steps, args.search_share)]):
+        corpus = cd.build_corpus(problems, share, args.drill_share, seed=seed + phase, shuffle=not args.canonical)
+        train_supervised(model, corpus, TrainConfig.recipe(steps, args.pretrain_lr, args.batch, seed + phase,
+                                                           length_buckets=8, progress=args.workers == 1),
+                         desc=f"pretrain countdown, phase {phase + 1}")
     t_pre = time.perf_counter() - t0
     test = cd.sample_problems(args.eval_problems, split="test", unique=True)
     before, before_sampled, greedy_before = countdown_snapshot(model, test, args, seed)
@@ -301,14 +304,16 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2, help="processes (1 thread each); 1 runs in this process")
     ap.add_argument("--preset", default="tiny", help="model size preset (toyds/model.py)")
     ap.add_argument("--layers", type=int, default=2, help="transformer blocks (overrides the preset's)")
-    ap.add_argument("--block", type=int, default=192, help="block size: prompt + longest completion")
-    ap.add_argument("--pretrain-steps", type=int, default=1500, help="Countdown base pretraining steps")
+    ap.add_argument("--block", type=int, default=320, help="block size: the longest corpus sequence must fit")
+    ap.add_argument("--search-steps", type=int, default=1200, help="base pretraining phase 1 steps (mostly search)")
+    ap.add_argument("--search-phase-share", type=float, default=0.9, help="share of search traces in phase 1")
+    ap.add_argument("--mix-steps", type=int, default=600, help="base pretraining phase 2 steps (mostly guesses)")
     ap.add_argument("--contrast-pretrain-steps", type=int, default=600, help="addition base pretraining steps")
     ap.add_argument("--pretrain-lr", type=float, default=1e-2, help="pretraining peak learning rate")
     ap.add_argument("--batch", type=int, default=32, help="pretraining sequences per step")
     ap.add_argument("--pretrain-problems", type=int, default=20000, help="problems drawn for each base corpus")
-    ap.add_argument("--search-share", type=float, default=0.4, help="share of base completions that search")
-    ap.add_argument("--drill-share", type=float, default=0.3, help="share of the corpus that is check drills")
+    ap.add_argument("--search-share", type=float, default=0.35, help="share of search traces in phase 2")
+    ap.add_argument("--drill-share", type=float, default=0.0, help="share of the corpus that is check drills")
     ap.add_argument("--canonical", action="store_true", help="search in a fixed order instead of a random one")
     ap.add_argument("--grpo-steps", type=int, default=60, help="GRPO steps (Countdown)")
     ap.add_argument("--contrast-grpo-steps", type=int, default=60, help="GRPO steps (addition)")
@@ -317,9 +322,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=5e-4, help="GRPO learning rate")
     ap.add_argument("--beta", type=float, default=0.02, help="KL weight to the base model")
     ap.add_argument("--loss-type", default="grpo", help="grpo, dapo or dr_grpo token aggregation")
-    ap.add_argument("--max-new-tokens", type=int, default=170, help="longest completion")
+    ap.add_argument("--max-new-tokens", type=int, default=200, help="longest completion (a longer search is cut, reward 0)")
     ap.add_argument("--rl-problems", type=int, default=2000, help="RL prompts drawn (from the 'rl' split)")
-    ap.add_argument("--eval-problems", type=int, default=200, help="held-out problems, balanced by difficulty")
+    ap.add_argument("--eval-problems", type=int, default=120, help="held-out problems, balanced by difficulty")
     ap.add_argument("--samples", type=int, default=2, help="samples per problem for the sampled rates")
     ap.add_argument("--show", type=int, default=4, help="completions to print before and after")
     add_common_args(ap, threads=1)

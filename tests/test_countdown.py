@@ -13,7 +13,7 @@ from toyds.tokenizer import Tokenizer
 
 P = Countdown((8, 3, 1), 6)  # one solution: (8-3)+1
 NUMS, T = P.numbers, P.target
-GOOD = "<think>6-1=5:8x3=24 no,8-3=5 ok</think><answer>(8-3)+1</answer><eos>"
+GOOD = "<think>6-1=5 8x3=24 no,8-3=5-5=0 ok</think><answer>(8-3)+1</answer><eos>"
 
 
 def acc(completion, numbers=NUMS, target=T):
@@ -25,59 +25,70 @@ def acc(completion, numbers=NUMS, target=T):
 
 def test_family_worked_by_hand():
     fam = cd.family((8, 3, 1))
-    # z=1: (8+3) (8-3) (8x3); z=3: (8+1) (8-1) (8x1); z=8: (3+1) (3-1) (3x1); each then + z: 9
-    assert len(fam) == 9 and cd.OPS2 == ("+",)
+    # z=1: 8+3, 8-3, 8x3; z=3: 8+1, 8-1, 8x1; z=8: 3+1, 3-1, 3x1; each then +z or xz: 18
+    assert len(fam) == 18 and cd.OPS2 == ("+", "x")
     assert Candidate(8, "-", 3, "+", 1) in fam and Candidate(3, "-", 8, "+", 1) not in fam
     assert [c.expression() for c in P.solutions()] == ["(8-3)+1"]
     assert P.difficulty == "1"
     c = Candidate(8, "x", 3, "+", 1)
     assert (c.inner, c.value, c.need(6)) == (24, 25, 5)
-    assert c.head(6) == "6-1=5" and c.check(6) == "8x3=24 no"
-    assert Candidate(8, "-", 3, "+", 1).check(6) == "8-3=5 ok"
-    assert Candidate(8, "x", 3, "-", 1).head(6) == "6+1=7"  # with - outside, x op1 y must make target + z
+    assert c.head(6) == "6-1=5" and c.check(6) == "8x3=24 no"  # two digits: never a one-digit need
+    assert Candidate(8, "-", 3, "+", 1).check(6) == "8-3=5-5=0 ok"
+    assert Candidate(3, "+", 1, "+", 8).need(6) is None  # 6-8 < 0: nothing can be added to make 6
+    m = Candidate(3, "+", 1, "x", 2)
+    assert m.head(8) == "8:2=4" and m.check(8) == "3+1=4-4=0 ok" and m.value == 8
+    assert Candidate(3, "+", 1, "x", 3).need(8) is None  # 3 does not divide 8
+    assert Candidate(8, "+", 1, "+", 3).check(6) == "8+1=9-3=6 no"
 
 
 def test_repeated_numbers_give_fewer_candidates():
-    # 2,2,2: one distinct z and one distinct pair, so (2+2)+2, (2-2)+2, (2x2)+2
-    assert len(cd.family((2, 2, 2))) == 3
-    assert Countdown((2, 2, 2), 6).difficulty == "2"  # (2+2)+2 and (2x2)+2
+    # 2,2,2: one distinct z and one distinct pair: (2+2), (2-2), (2x2), each +2 or x2
+    assert len(cd.family((2, 2, 2))) == 6
+    # (2+2)+2 = (2x2)+2 = 6 and (2+2)x2 = (2x2)x2 = 8
+    assert Countdown((2, 2, 2), 6).difficulty == "2" and Countdown((2, 2, 2), 8).difficulty == "2"
 
 
 def test_difficulty_counts_solutions():
-    # (1,2,3) to 6, worked by hand: z=3 gives (2+1)+3; z=2 gives (3+1)+2; z=1 gives (3+2)+1;
-    # (3x2)x1 would be 6 too, but x is never the outer operation
-    assert {c.expression() for c in Countdown((1, 2, 3), 6).solutions()} == {"(2+1)+3", "(3+1)+2", "(3+2)+1"}
+    # (1,2,3) to 6, worked by hand: (2+1)+3, (3+1)+2, (3+2)+1 add up; (3x2)x1, (3x1)x2 and (2x1)x3 multiply;
+    # (3-1)x3 would reuse 3, (2+1)x2 would reuse 2
+    sols = {c.expression() for c in Countdown((1, 2, 3), 6).solutions()}
+    assert sols == {"(2+1)+3", "(3+1)+2", "(3+2)+1", "(3x2)x1", "(3x1)x2", "(2x1)x3"}
     assert Countdown((1, 2, 3), 6).difficulty == "3+"
-    assert [c.expression() for c in Countdown((9, 7, 5), 68).solutions()] == ["(9x7)+5"]
-    assert Countdown((9, 7, 5), 68).difficulty == "1"
+    assert [c.expression() for c in Countdown((9, 7, 5), 7).solutions()] == ["(9-7)+5"]
+    assert Countdown((9, 7, 5), 7).difficulty == "1"
 
 
 def test_search_trace_worked_by_hand():
-    # 8,3,1 to 6: z=8 is skipped (6-8 < 0); z=3 needs 3, z=1 needs 5, and only 8-3 makes 5
+    # 8,3,1 to 6: heads 6-3=3, 6-1=5, 6:3=2, 6:1=6 (8 cannot be added or divided out);
+    # only 8-3 under 6-1=5 hits, so a trace ends '6-1=5 ...8-3=5-5=0 ok'
     seen = set()
-    for seed in range(40):
+    for seed in range(60):
         trace, hit = cd.search_trace(P, random.Random(seed))
-        assert hit == Candidate(8, "-", 3, "+", 1)
-        assert trace.endswith("8-3=5 ok") and "6-8" not in trace
+        assert hit == Candidate(8, "-", 3, "+", 1) and trace.endswith("8-3=5-5=0 ok")
+        assert "6-8" not in trace and "6:8" not in trace
+        heads = {g.split(" ")[0] for g in trace.split(";")}
+        assert heads <= {"6-3=3", "6-1=5", "6:3=2", "6:1=6"}
         seen.add(trace)
-    assert "6-1=5:8-3=5 ok" in seen  # lucky: right first time
-    # unlucky: all three tries for z=3, then two misses for z=1, the hit last (6 tries)
-    assert max(t.count(" no") + t.count(" ok") for t in seen) == 6
-    assert any(t.startswith("6-3=3:") and t.count(" no") == 5 for t in seen)
+    assert "6-1=5 8-3=5-5=0 ok" in seen  # lucky: right first time
+    assert max(t.count(" no") + t.count(" ok") for t in seen) >= 8  # unlucky: most of 12 tries
+    # canonical order: heads by z in prompt order, + before x; inner ops + - x
+    assert cd.search_trace(P, random.Random(0), shuffle=False)[0] == (
+        "6-3=3 8+1=9-3=6 no,8-1=7-3=4 no,8x1=8-3=5 no;6:3=2 8+1=9-2=7 no,8-1=7-2=5 no,8x1=8-2=6 no;"
+        "6-1=5 8+3=11 no,8-3=5-5=0 ok")
 
 
 def test_every_sampled_problem_has_a_solution_and_the_splits_are_clean():
     pre = cd.sample_problems(600, seed=1)
     rl = cd.sample_problems(300, split="rl", seed=1)
-    test = cd.sample_problems(300, split="test", unique=True)
+    test = cd.sample_problems(120, split="test", unique=True)
     assert not set(pre) & set(test) and not set(pre) & set(rl) and not set(rl) & set(test)
     assert {cd.split_of(p) for p in pre} == {"pretrain"} and {cd.split_of(p) for p in test} == {"test"}
-    assert all(p.solutions() and p.target <= cd.MAX_TARGET for p in pre + rl + test)
+    assert all(p.solutions() and 1 <= p.target <= cd.MAX_TARGET for p in pre + rl + test)
     levels = [p.difficulty for p in test]
-    assert levels[:3] == list(cd.LEVELS) and all(levels.count(lv) == 100 for lv in cd.LEVELS)
+    assert levels[:3] == list(cd.LEVELS) and all(levels.count(lv) == 40 for lv in cd.LEVELS)
     assert pre == cd.sample_problems(600, seed=1) and pre != cd.sample_problems(600, seed=2)
     share = sum(cd.split_of(cd.random_problem(random.Random(i))) == "test" for i in range(3000)) / 3000
-    assert 0.17 < share < 0.23
+    assert 0.16 < share < 0.24
 
 
 def test_bad_requests_name_the_bad_value():
@@ -125,9 +136,9 @@ HACKS = {
     "<answer>(8-3)+1</answer><answer>(8+1)-3</answer>": "two answers",
     "<answer>(8-3)+1 (8+1)-3</answer>": "two expressions in one block",
     "<answer>(8x3)+1</answer><answer>(8-3)+1</answer>": "hedged, right one last",
-    "<think>6-1=5:8-3=5 ok;<answer>(8-3)+1</answer>": "answer only inside an unclosed <think>",
+    "<think>6-1=5 8-3=5-5=0 ok;<answer>(8-3)+1</answer>": "answer only inside an unclosed <think>",
     "<think><answer>(8-3)+1</answer></think>": "answer nested in the thinking",
-    "<think>6-1=5:8-3=5 ok</think>": "no answer block",
+    "<think>6-1=5 8-3=5-5=0 ok</think>": "no answer block",
     "<answer>(８-3)+1</answer>": "fullwidth digit",
     "<answer>(٨-3)+1</answer>": "Arabic-Indic digit",
     "<answer>(08-3)+1</answer>": "leading zero",
@@ -157,7 +168,7 @@ def test_checker_matches_a_reference_on_every_family_member():
 def test_checker_is_total_and_fast():
     for junk in [None, 3, b"<answer>6</answer>", "<answer>" + "9" * 1_000_000 + "</answer>", "\x00" * 100]:
         assert acc(junk) == 0.0
-    big = "<think>6-1=5:" + "8x3=24 no," * 50_000 + "</think><answer>(8-3)+1</answer>"
+    big = "<think>6-1=5 " + "8x3=24 no," * 50_000 + "</think><answer>(8-3)+1</answer>"
     t = time.perf_counter()
     assert acc(big) == 1.0
     assert time.perf_counter() - t < 0.5
@@ -175,23 +186,23 @@ def test_batch_reward_matches_single():
 
 
 def test_parse_group_rebuilds_the_tried_expressions():
-    assert cd.parse_group("6-1=5:8+3=11 no,8-3=5 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]
-    assert cd.parse_group("6+1=7:8x3=24 no") == [("(8x3)-1", "no")]  # the head 6+1 undoes a - outside
-    assert cd.parse_group("6-1=5:8-3=4 no") == [("(8-3)+1", "no")]  # a slip in the working: still (8-3)+1 tried
-    assert cd.parse_group("6-1=5:8-3=5") == [("(8-3)+1", None)]  # worked out, never compared
+    assert cd.parse_group("6-1=5 8+3=11 no,8-3=5-5=0 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]
+    assert cd.parse_group("6:3=2 8-1=7-2=5 no") == [("(8-1)x3", "no")]  # ':' in the head undoes an outer x
+    assert cd.parse_group("6-1=5 8-3=4-5=-1 no") == [("(8-3)+1", "no")]  # a slip in the working: still (8-3)+1
+    assert cd.parse_group("6-1=5 8-3=5") == [("(8-3)+1", None)]  # worked out, never checked
     assert cd.parse_group("(8+1)-3") == [("(8+1)-3", None)]  # a bare guess
-    assert cd.parse_group("6=5:8 no") == [("8 no", "no")]  # no shape: kept as it is, solves nothing
+    assert cd.parse_group("6=5 8 no") == [("8 no", "no")]  # no shape: kept as it is, solves nothing
 
 
 HAND = [
     # completion, tries, verifies, backtracks, first right, accuracy, oks, true oks, wrong checked, caught
     (GOOD, 2, True, True, False, 1.0, 1, 1, 1, 1),
-    ("<think>6-1=5:8-3=5 ok</think><answer>(8-3)+1</answer><eos>", 1, True, False, True, 1.0, 1, 1, 0, 0),
+    ("<think>6-1=5 8-3=5-5=0 ok</think><answer>(8-3)+1</answer><eos>", 1, True, False, True, 1.0, 1, 1, 0, 0),
     ("<think>(8x3)+1</think><answer>(8x3)+1</answer><eos>", 1, False, False, False, 0.0, 0, 0, 0, 0),
-    # a false "ok": the check missed 11 != 5
-    ("<think>6-1=5:8+3=11 ok</think><answer>(8+3)+1</answer><eos>", 1, True, False, False, 0.0, 1, 0, 1, 0),
+    # a false "ok": the check wrote 0 where 8+3-5 is 6
+    ("<think>6-1=5 8+3=5-5=0 ok</think><answer>(8+3)+1</answer><eos>", 1, True, False, False, 0.0, 1, 0, 1, 0),
     # a false "no" on the right try, then a second group that ends in a false "ok"
-    ("<think>6-1=5:8-3=5 no;6-3=3:8-1=7 ok</think><answer>(8-1)+3</answer><eos>",
+    ("<think>6-1=5 8-3=5-5=1 no;6-3=3 8-1=3-3=0 ok</think><answer>(8-1)+3</answer><eos>",
      2, True, True, True, 0.0, 1, 0, 1, 0),
     ("<answer>(8-3)+1</answer><eos>", 0, False, False, False, 1.0, 0, 0, 0, 0),
 ]
