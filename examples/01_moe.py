@@ -1,89 +1,94 @@
 """Mixture of experts: more parameters at the same compute, balanced, and specialised.
 
-    python examples/01_moe.py --out runs/01
+    python examples/01_moe.py --out runs/01                # 3 seeds: the README's table
 
 Trains tiny GPTs on the mixed arithmetic corpus (+, - and x, 1-4 digits, direct
 answers, worked traces and untagged traces: toyds/arithmetic.py), every model at
-the same number of *active* parameters per token and the same steps:
+the same number of *active* parameters per token and the same steps, once per seed:
 
 1. dense vs MoE. The dense model's feed-forward is one SwiGLU of width 96; the
    MoE's is 8 routed experts of width 32, top-2, plus 1 shared expert of width 32,
    so each token uses 3 x 32 = 96 hidden units either way. The MoE holds about
-   twice the parameters. Validation loss, mean and spread over --seeds seeds.
-2. Balancing: none vs the auxiliary loss vs DeepSeek-V3's bias. Max load / mean
-   load, dead experts and load entropy on the validation set, and validation loss.
+   twice the parameters. Validation loss per seed, and mean +- std over seeds.
+2. Balancing: one MoE per rule in toyds/balance.py (none, the auxiliary loss, V3's
+   sequence-wise loss, V3's bias, and V3's recipe bias + sequence-wise loss): max
+   load / mean load, dead experts and load entropy on the validation set (worst
+   layer), and validation loss. A rule added to balance.py is a new row here.
 3. Specialisation: which experts take prompt digits, operators, tags, the digits
    of the worked trace and the digits of the answer (a table, and a heat-map).
 
 Why this setting: the DeepSeekMoE claim is more parameters at the same compute,
 which pays off where a model is short of capacity. A 2-layer model of width 32 on
-three operations, four lengths and three completion styles is: there the MoE's
-extra experts lower the loss in every seed I ran. At widths 48 and 64 (400 steps)
-the dense model was as good or better: each routed expert sees only
-a quarter of the tokens and learns more slowly per step, and a wider dense model is
-not yet short of capacity at this budget.
+three operations, four lengths and three completion styles is. At widths 48 and 64
+(400 steps) the dense model was as good or better in an earlier session's runs:
+each routed expert sees only a quarter of the tokens and learns more slowly per
+step, and a wider dense model is not yet short of capacity at this budget. The
+steps matter too: at 500 steps the bias-balanced MoE lost to dense on seed 0 (at
+learning rates 3e-3, 6e-3 and 1e-2 alike); at 800 it won on seeds 0, 1 and 2.
 
-Runs are independent, so --jobs 2 trains two at a time, one thread each.
-Takes about 5 minutes on 2 laptop CPU cores (the README has the measured run).
-With --out DIR: DIR/metrics.json with "dense" and "moe" ({"val_loss",
-"val_loss_std", "params_total", "params_active"}), "balancing" ({"none",
-"aux_loss", "bias"}: {"max_load_ratio", "dead_experts", "load_entropy",
-"val_loss"}), "specialisation", and pictures when matplotlib is installed.
+Claims, per seed: the MoE's validation loss is below the dense model's, and the
+bias rule's worst-layer max/mean load is <= 1.3; across seeds: the MoE's mean loss
+is below the dense mean by more than the pooled std. About 5 minutes for 3 seeds
+on 2 laptop CPU cores (the README has the measured run). With --out DIR:
+DIR/metrics.json with "dense" and "moe" ({"val_loss", "params_total",
+"params_active"}), "balancing" ({rule: {"max_load_ratio", "dead_experts",
+"load_entropy", "val_loss"}}), "specialisation", "across_seeds", "seeds",
+"summary", "claims", and the first seed's pictures when matplotlib is installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import statistics
+import math
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
-from tqdm.auto import tqdm
 
-from toyds import plots
+from toyds import balance, plots
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.model import GPT, make_config
 from toyds.routing import LoadCurve, specialisation, validation_load
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
+from toyds.seeds import Claim, run_seeds
 from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
 
+RULES = balance.recipes()  # every balancing rule in toyds/balance.py, and V3's combination
+HEADLINE = ["dense.val_loss", "moe.val_loss", "moe_minus_dense", *(f"balancing.{r}.max_load_ratio" for r in RULES)]
+CLAIMS = [
+    Claim("the MoE's validation loss is below the dense model's", "moe_minus_dense", "<", 0.0),
+    Claim("the bias rule's worst-layer max/mean load is <= 1.3", "balancing.bias.max_load_ratio", "<=", 1.3),
+]
+
 
 def build(kind: str, args, seed: int):
-    """'dense', or 'moe-<balance>' with balance in none / aux_loss / bias."""
+    """'dense', or 'moe-<rule>' with rule any of balance.recipes()."""
     torch.manual_seed(seed)
     shape = dict(n_layer=args.layers, dim=args.dim, hidden_dim=3 * args.expert_dim, n_head=4)
     if kind == "dense":
         return GPT(make_config("tiny", **shape))
     moe = dict(n_experts=args.experts, top_k=2, n_shared_experts=1, expert_dim=args.expert_dim,
-               balance=kind.split("-", 1)[1], bias_update_speed=args.bias_speed, aux_loss_alpha=args.aux_alpha)
+               balance=kind.split("-", 1)[1], bias_update_speed=args.bias_speed, aux_loss_alpha=args.aux_alpha,
+               seq_aux_alpha=args.seq_alpha)
     return GPT(make_config("tiny", ffn="moe", moe=moe, **shape))
 
 
 def data(args):
-    """The same corpus and validation set in every run (and every worker process)."""
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops)
-    train_pairs = build_corpus(sample_problems(20000, digits=digits, ops=ops, seed=0), "base", seed=0)
-    val_pairs = build_corpus(sample_problems(args.val_problems, digits=digits, ops=ops, split="test", unique=True),
-                             "base", seed=1)
-    return train_pairs, val_pairs
+    """The same corpus and validation set for every model and seed: only the initialisation and batches differ."""
+    train_pairs = build_corpus(sample_problems(20000, digits=args.digits, ops=args.ops, seed=0), "base", seed=0)
+    val = sample_problems(args.val_problems, digits=args.digits, ops=args.ops, split="test", unique=True,
+                          allow_fewer=True)  # small cells give what they hold
+    return train_pairs, build_corpus(val, "base", seed=1)
 
 
-def train_run(kind: str, seed: int, args, threads: int) -> dict:
-    """Train one model, return its figures (and, for seed 0, its weights and load curve)."""
-    torch.set_num_threads(threads)
+def train_one(kind: str, seed: int, args, train_pairs, val_pairs) -> tuple[dict, object, list]:
     tok = Tokenizer()
-    train_pairs, val_pairs = data(args)
     model = build(kind, args, seed).to(args.device)
-    curve = LoadCurve(layer=0, every=10)  # each expert's share of the first layer's tokens
-
-    cfg = TrainConfig.recipe(args.steps, 3e-3, args.batch_size, seed, progress=args.jobs == 1)
+    curve = LoadCurve(layer=0, every=10)  # each expert's share of the first layer's training tokens
     t0 = time.perf_counter()
-    train_supervised(model, train_pairs, cfg, desc=f"{kind} seed {seed}", step_callback=curve)
-    row = {"kind": kind, "seed": seed, "seconds": time.perf_counter() - t0,
-           "val_loss": eval_loss(model, encode_pairs(val_pairs, tok), tok.pad_id),
+    train_supervised(model, train_pairs, TrainConfig.recipe(args.steps, args.lr, args.batch_size, seed),
+                     desc=f"seed {seed}: {kind}", step_callback=curve)
+    row = {"seconds": time.perf_counter() - t0, "val_loss": eval_loss(model, encode_pairs(val_pairs, tok), tok.pad_id),
            "params_total": model.params_total(), "params_active": model.params_active()}
     if kind != "dense":  # balance on the validation set: the worst layer
         layers = validation_load(model, [p + c for p, c in val_pairs])
@@ -91,114 +96,106 @@ def train_run(kind: str, seed: int, args, threads: int) -> dict:
         row["dead_experts"] = max(layer["dead_experts"] for layer in layers)
         row["load_entropy"] = min(layer["load_entropy"] for layer in layers)
         row["per_layer"] = layers
-    if seed == 0:
-        row["curve"] = curve.points
-        row["state"] = {k: v.cpu() for k, v in model.state_dict().items()}
-    return row
+    print(f"  seed {seed} {kind:<18} val loss {row['val_loss']:.4f} ({row['seconds']:.0f}s)"
+          + (f", worst-layer max/mean load {row['max_load_ratio']:.2f}" if kind != "dense" else ""))
+    return row, model, curve.points
+
+
+def run(args, seed: int) -> dict:
+    """Train the dense model and one MoE per balancing rule, for one seed."""
+    t_start = time.perf_counter()
+    train_pairs, val_pairs = data(args)
+    rows, curves, bias_model = {}, {}, None
+    for kind in ("dense", *(f"moe-{r}" for r in RULES)):
+        rows[kind], model, curves[kind] = train_one(kind, seed, args, train_pairs, val_pairs)
+        if kind == "moe-bias":
+            bias_model = model
+    classes, share = specialisation(bias_model, [p + c for p, c in val_pairs[:300]], layer=0)
+    metrics = {
+        "dense": rows["dense"],
+        "moe": rows["moe-bias"],
+        "moe_minus_dense": rows["moe-bias"]["val_loss"] - rows["dense"]["val_loss"],
+        "balancing": {r: rows[f"moe-{r}"] for r in RULES},
+        "specialisation": {"layer": 0, "classes": classes, "share": share.tolist()},
+        "load_curves": {r: curves[f"moe-{r}"] for r in ("none", "bias")},
+        "seconds": time.perf_counter() - t_start,
+    }
+    if args.out is not None and seed == args.seeds[0]:
+        metrics["pictures"] = pictures(args.out, metrics)
+    return metrics
+
+
+def pictures(out, m) -> list[str]:
+    cols = [f"e{e}" for e in range(len(m["specialisation"]["share"][0]))]
+    drawn = [plots.heatmap(m["specialisation"]["share"], m["specialisation"]["classes"], cols,
+                           out / "moe_specialisation.png", "layer 0: share of each token class per expert")]
+    for rule, points in m["load_curves"].items():
+        drawn.append(plots.expert_load([s for s, _ in points], [shares for _, shares in points], out / f"load_{rule}.png",
+                                       f"layer 0 expert load, balance={rule}"))
+    return [str(p) for p in drawn if p]
+
+
+def report(m: dict, args) -> dict:
+    """The three tables, from every seed's figures; returns the across-seed comparison."""
+    seeds = m["seeds"]
+    n = len(seeds)
+    stats = lambda path: (m["summary"][path]["mean"], m["summary"][path]["std"])
+    (d_mean, d_std), (m_mean, m_std) = stats("dense.val_loss"), stats("moe.val_loss")
+    print(f"\n1. dense vs MoE at equal active parameters, {args.steps} steps, {n} seed(s)")
+    print(f"{'':<8}{'params total':>14}{'active':>10}{'val loss mean':>15}{'std':>9}")
+    for name, key, mean, std in (("dense", "dense", d_mean, d_std), ("MoE", "moe", m_mean, m_std)):
+        print(f"{name:<8}{m[key]['params_total']:>14,}{m[key]['params_active']:>10,}{mean:>15.4f}{std:>9.4f}")
+    # pooled std = sqrt((s_dense^2 + s_moe^2) / 2)
+    pooled = math.sqrt((d_std**2 + m_std**2) / 2)
+    gap = d_mean - m_mean
+    held = n > 1 and gap > pooled
+    print(f"MoE - dense: {-gap:+.4f}; the pooled std over seeds is {pooled:.4f}: the MoE is "
+          + ("better by more than the spread" if held else "NOT better by more than the spread"
+             if n > 1 else "(one seed: no spread to compare with; run --seeds 3)"))
+    print(f"\n2. balancing (worst layer on the validation set, mean over {n} seed(s))")
+    print(f"{'rule':<14}{'max/mean load':>14}{'dead experts':>14}{'load entropy':>14}{'val loss':>10}")
+    for r in RULES:
+        mean = lambda k: sum(s["balancing"][r][k] for s in seeds) / n
+        print(f"{r:<14}{mean('max_load_ratio'):>14.2f}{mean('dead_experts'):>14.1f}{mean('load_entropy'):>14.3f}"
+              f"{mean('val_loss'):>10.4f}")
+    spec = m["specialisation"]
+    print(f"\n3. specialisation (layer 0, bias-balanced, seed {m['seed_list'][0]}): share of each token class's "
+          f"assignments per expert")
+    cols = [f"e{e}" for e in range(len(spec["share"][0]))]
+    print(plots.text_heatmap(spec["share"], spec["classes"], cols))
+    top = {c: max(range(len(row)), key=row.__getitem__) for c, row in zip(spec["classes"], spec["share"])}
+    print("favourite expert: " + ", ".join(f"{c} -> e{e} ({spec['share'][i][e]:.0%})" for i, (c, e) in enumerate(top.items())))
+    for p in m.get("pictures", []):
+        print(f"picture: {p}")
+    return {"moe_minus_dense_mean": -gap, "pooled_std": pooled, "held": held, "seeds": n}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--steps", type=int, default=500, help="training steps per model")
-    ap.add_argument("--batch-size", type=int, default=64, help="sequences per step")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per model (the spread is reported)")
-    ap.add_argument("--layers", type=int, default=2, help="transformer blocks")
-    ap.add_argument("--dim", type=int, default=32, help="model width D")
-    ap.add_argument("--experts", type=int, default=8, help="routed experts E")
-    ap.add_argument("--expert-dim", type=int, default=32, help="width of each expert; the dense FFN is 3x this")
-    ap.add_argument("--bias-speed", type=float, default=0.001, help="gamma of DeepSeek-V3's bias update")
-    ap.add_argument("--aux-alpha", type=float, default=0.01, help="alpha of the auxiliary balancing loss")
-    ap.add_argument("--digits", default="1,2,3,4", help="comma-separated digit counts")
-    ap.add_argument("--ops", default="+-x", help="operations, from + - x")
-    ap.add_argument("--val-problems", type=int, default=1000, help="held-out problems for the validation loss")
-    ap.add_argument("--jobs", type=int, default=2, help="runs trained side by side, one thread each (1 = in this process)")
-    add_common_args(ap)
+    ap.add_argument("--steps", type=at_least(1), default=800, help="training steps per model")
+    ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
+    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=3e-3, help="peak learning rate")
+    ap.add_argument("--layers", type=at_least(1), default=2, help="transformer blocks")
+    ap.add_argument("--dim", type=at_least(8), default=32, help="model width D (a multiple of 8: 4 heads of even size)")
+    ap.add_argument("--experts", type=at_least(2), default=8, help="routed experts E")
+    ap.add_argument("--expert-dim", type=at_least(1), default=32, help="width of each expert; the dense FFN is 3x this")
+    ap.add_argument("--bias-speed", type=number(0), default=0.001, help="gamma of DeepSeek-V3's bias update")
+    ap.add_argument("--aux-alpha", type=number(0), default=0.01, help="alpha of the batch-wise auxiliary loss")
+    ap.add_argument("--seq-alpha", type=number(0), default=0.0001, help="alpha of V3's sequence-wise auxiliary loss")
+    ap.add_argument("--val-problems", type=at_least(1), default=500, help="held-out problems for the validation loss")
+    add_problem_args(ap, digits="1,2,3,4", ops="+,-,x")
+    add_common_args(ap, seeds="3")
     args = ap.parse_args(argv)
-    device = setup(args)
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    if args.dim % 8:
+        ap.error(f"argument --dim: must be a multiple of 8 (4 heads of even size), got {args.dim}")
+    setup(args)
     t_start = time.perf_counter()
-    _, val_pairs = data(args)
-    val_texts = [p + c for p, c in val_pairs]
-
-    kinds = ("dense", "moe-bias", "moe-none", "moe-aux_loss")
-    todo = [(kind, seed) for seed in range(args.seeds) for kind in kinds]
-    rows = []
-    if args.jobs == 1:
-        rows = [train_run(kind, seed, args, args.threads) for kind, seed in todo]
-    else:  # independent runs side by side, one thread each: small models use cores better this way
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(train_run, kind, seed, args, 1) for kind, seed in todo]
-            for f in tqdm(as_completed(futures), total=len(futures), desc=f"{len(todo)} runs, {args.jobs} at a time"):
-                rows.append(f.result())
-    runs = {k: sorted((r for r in rows if r["kind"] == k), key=lambda r: r["seed"]) for k in kinds}
-    for kind in kinds:
-        for r in runs[kind]:
-            print(f"  {kind:<13} seed {r['seed']}: val loss {r['val_loss']:.4f} ({r['seconds']:.0f}s)"
-                  + (f", max/mean load {r['max_load_ratio']:.2f}" if kind != "dense" else ""))
-    load_curves = {k: runs[k][0]["curve"] for k in kinds}
-    keep = build("moe-bias", args, 0)
-    keep.load_state_dict(runs["moe-bias"][0]["state"])
-
-    def summary(kind):
-        rs = runs[kind]
-        losses = [r["val_loss"] for r in rs]
-        out = {"val_loss": statistics.mean(losses), "val_loss_std": statistics.stdev(losses) if len(rs) > 1 else 0.0,
-               "val_losses": losses, "params_total": rs[0]["params_total"], "params_active": rs[0]["params_active"]}
-        if kind != "dense":  # balance measures: worst layer, mean over seeds
-            for k in ("max_load_ratio", "dead_experts", "load_entropy"):
-                out[k] = statistics.mean(r[k] for r in rs)
-        return out
-
-    table = {k: summary(k) for k in kinds}
-    dense, moe = table["dense"], table["moe-bias"]
-    print(f"\n1. dense vs MoE at equal active parameters, {args.steps} steps, {args.seeds} seeds")
-    print(f"{'':<8}{'params total':>14}{'active':>10}{'val loss':>12}{'spread (std)':>14}")
-    for name, r in (("dense", dense), ("MoE", moe)):
-        print(f"{name:<8}{r['params_total']:>14,}{r['params_active']:>10,}{r['val_loss']:>12.4f}{r['val_loss_std']:>14.4f}")
-    gap = dense["val_loss"] - moe["val_loss"]
-    spread = max(dense["val_loss_std"], moe["val_loss_std"])
-    verdict = "larger than" if gap > spread else "NOT larger than"
-    print(f"MoE - dense: {-gap:+.4f}, {verdict} the seed spread ({spread:.4f})")
-
-    print("\n2. balancing (worst layer on the validation set, mean over seeds)")
-    print(f"{'':<10}{'max/mean load':>15}{'dead experts':>14}{'load entropy':>14}{'val loss':>10}")
-    for k in ("moe-none", "moe-aux_loss", "moe-bias"):
-        r = table[k]
-        print(f"{k[4:]:<10}{r['max_load_ratio']:>15.2f}{r['dead_experts']:>14.1f}{r['load_entropy']:>14.3f}"
-              f"{r['val_loss']:>10.4f}")
-
-    classes, share = specialisation(keep, val_texts[:300], layer=0)
-    cols = [f"e{e}" for e in range(share.shape[1])]
-    print("\n3. specialisation (layer 0, bias-balanced, seed 0): share of each token class's assignments per expert")
-    print(plots.text_heatmap(share.tolist(), classes, cols))
-    top = {c: int(share[i].argmax()) for i, c in enumerate(classes)}
-    print("favourite expert: " + ", ".join(f"{c} -> e{e} ({share[i, e]:.0%})" for i, (c, e) in enumerate(top.items())))
-
-    pictures = []
-    if args.out is not None:
-        pictures.append(plots.heatmap(share.tolist(), classes, cols, args.out / "moe_specialisation.png",
-                                      "layer 0: share of each token class per expert"))
-        for k in ("moe-none", "moe-bias"):
-            steps = [s for s, _ in load_curves[k]]
-            pictures.append(plots.expert_load(steps, [l for _, l in load_curves[k]], args.out / f"load_{k[4:]}.png",
-                                              f"layer 0 expert load, balance={k[4:]}"))
-        pictures = [str(p) for p in pictures if p]
-        for p in pictures:
-            print(f"picture: {p}")
-    seconds = time.perf_counter() - t_start
-    print(f"\ntotal {seconds:.0f}s")
-    write_metrics(args.out, {
-        "dense": dense,
-        "moe": moe,
-        "moe_minus_dense": -gap,
-        "balancing": {k[4:]: {x: table[k][x] for x in ("max_load_ratio", "dead_experts", "load_entropy", "val_loss",
-                                                       "val_loss_std")} for k in ("moe-none", "moe-aux_loss", "moe-bias")},
-        "specialisation": {"layer": 0, "classes": classes, "share": share.tolist()},
-        "load_curves": {k[4:]: load_curves[k] for k in ("moe-none", "moe-bias")},
-        "steps": args.steps, "seeds": args.seeds, "seconds": seconds, "pictures": pictures,
-    })
-    return table
+    metrics = run_seeds(run, args, HEADLINE, CLAIMS)
+    metrics["across_seeds"] = report(metrics, args)
+    metrics["seconds"] = time.perf_counter() - t_start
+    print(f"\ntotal {metrics['seconds']:.0f}s")
+    write_metrics(args.out, metrics)
+    return metrics
 
 
 if __name__ == "__main__":

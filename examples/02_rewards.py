@@ -31,7 +31,7 @@ import argparse
 
 from toyds.arithmetic import Problem, direct_completion, think_completion, trace, untagged_completion
 from toyds.rewards import accuracy_reward, combined_reward, format_reward
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import add_common_args, at_least, setup, write_metrics
 
 ADD, SMALL, MUL = Problem(347, "+", 589, 3), Problem(47, "+", 38, 2), Problem(347, "x", 8, 3)
 
@@ -100,12 +100,14 @@ def shorten(text: str, width: int) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--width", type=int, default=90, help="longest completion to print in full (longer ones are cut)")
+    ap.add_argument("--width", type=at_least(30), default=90,
+                    help="longest completion to print in full (longer ones are cut)")
     add_common_args(ap, threads=1)
     args = ap.parse_args(argv)
-    if args.width < 30:
-        raise SystemExit(f"--width must be at least 30 characters, got {args.width}")
     setup(args)  # no model here, but the same flags as every example
+    if len(args.seeds) > 1:
+        print(f"(--seeds {len(args.seeds)}: rewards are rules, not samples, so every seed gives these same figures; "
+              "shown once)\n")
 
     rows = []
     for p, text, hack, why in CASES:

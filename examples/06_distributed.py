@@ -39,18 +39,43 @@ import torch.distributed as dist
 from torch import nn
 
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.distributed import (DataParallel, ExpertParallelMoE, all_reduce_grads, all_reduce_mean, init, is_main,
-                               teardown)
+from toyds.data_parallel import DataParallel
+from toyds.distributed import all_reduce_grads, all_reduce_mean, init, is_main, teardown
+from toyds.expert_parallel import ExpertParallelMoE
 from toyds.model import GPT, make_config
 from toyds.moe import MoE, MoEConfig
-from toyds.runs import add_common_args, setup, write_metrics
-from toyds.train import TrainConfig, make_optimizer, train_supervised
+from toyds.runs import add_common_args, seed_everything, setup, write_metrics
+from toyds.seeds import Claim, judge, report, summarise
+
+HEADLINE = ["ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff", "exchange_time_share"]
+CLAIMS = [Claim(f"{name} <= 1e-5 (float32 agreement with one process)", name, "<=", 1e-5)
+          for name in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff")]
+from toyds.train import TrainConfig, train_supervised
+from toyds.trainer import make_optimizer
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """argv minus --nproc N, in any spelling argparse accepts (--nproc=N, --np N, ...).
+
+    torchrun reads every --option after the script's name too, and takes --nproc for
+    an "ambiguous option" of its own (--nproc-per-node); the ranks do not need it.
+    """
+    out, skip_value = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip_value:
+            skip_value = False
+        elif len(name) > 2 and "--nproc".startswith(name):
+            skip_value = "=" not in arg
+        else:
+            out.append(arg)
+    return out
 
 
 def relaunch(nproc: int, argv: list[str]) -> None:
     """Not started by torchrun: start nproc copies of this script through it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           os.path.abspath(__file__), *argv]
+           os.path.abspath(__file__), *without_nproc(argv)]
     print("not started by torchrun; running:", " ".join(cmd), flush=True)
     code = subprocess.run(cmd).returncode
     if code:
@@ -124,8 +149,7 @@ def expert_parallel_check(args, rank, world, device) -> dict:
 def data_parallel_check(args, device) -> dict:
     """2.: the same tiny MoE GPT trained single-process and with DDP on the same global batches."""
     pairs = build_corpus(sample_problems(2000, digits=(1, 2), seed=args.seed), "direct", seed=args.seed)
-    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, warmup=max(1, args.steps // 5),
-                       seed=args.seed, progress=is_main())
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, warmup=max(1, args.steps // 5), seed=args.seed)
     mcfg = make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01))
     make_optimizer(nn.Linear(1, 1), 1e-3, 0.0)  # the first AdamW imports torch._dynamo (~2 s): not timed
     torch.manual_seed(args.seed)
@@ -173,7 +197,26 @@ def main(argv=None):
     main_rank = is_main()
     say = print if main_rank else (lambda *a, **k: None)  # only rank 0 prints
     say(f"{world} ranks, backend {dist.get_backend()}, {args.threads} thread(s) each")
+    runs = []
+    for seed in args.seeds:  # seeds run one after another: the ranks are the processes here
+        args.seed = seed
+        seed_everything(seed)
+        runs.append(check_one_seed(args, rank, world, device, say))
+    seconds = time.perf_counter() - t_start
+    metrics = {**runs[0], "seeds": runs, "seed_list": list(args.seeds), "seconds": seconds}
+    metrics["summary"] = summarise(runs, HEADLINE)
+    metrics["claims"] = judge(runs, CLAIMS)
+    if main_rank:
+        report(list(args.seeds), metrics["summary"], metrics["claims"])
+    say(f"\ntotal {seconds:.1f}s (after start-up)")
+    if main_rank:
+        write_metrics(args.out, metrics)
+    teardown()
+    return metrics
 
+
+def check_one_seed(args, rank, world, device, say) -> dict:
+    say(f"\n======== seed {args.seed} ========")
     ep = expert_parallel_check(args, rank, world, device)
     per_rank = [None] * world
     dist.all_gather_object(per_rank, ep)  # every rank's counts and timings, for rank 0 to print
@@ -199,10 +242,7 @@ def main(argv=None):
             + f"   {s['exchange_share']:.0%} of {s['ep_seconds']:.2f}s")
     share = all_reduce_mean({"share": ep["exchange_share"]})["share"]
     say(f"   mean share of time in the exchange: {share:.0%} (it includes waiting for the other rank)")
-    seconds = time.perf_counter() - t_start
-    say(f"\ntotal {seconds:.1f}s (after start-up)")
-
-    metrics = {
+    return {
         "world_size": world,
         "ep_max_abs_diff": ep["out_diff"],
         "ep_grad_max_abs_diff": ep["grad_diff"],
@@ -214,12 +254,7 @@ def main(argv=None):
         "exchange_time_share": share,
         "exchange_time_share_per_rank": [s["exchange_share"] for s in per_rank],
         "loss": {"single": dp["loss_single"], "ddp": dp["loss_ddp"]},
-        "seconds": seconds,
     }
-    if main_rank:
-        write_metrics(args.out, metrics)
-    teardown()
-    return metrics
 
 
 if __name__ == "__main__":

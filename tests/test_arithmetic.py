@@ -1,4 +1,5 @@
 import random
+import zlib
 
 import pytest
 
@@ -6,9 +7,11 @@ from toyds.arithmetic import (
     CorpusMix,
     Problem,
     build_corpus,
+    cell_size,
     is_heldout,
     random_problem,
     sample_problems,
+    split_size,
     think_completion,
     trace,
     trace_answer,
@@ -39,7 +42,7 @@ def test_every_trace_follows_to_the_right_answer(op, digits):
 def test_train_and_heldout_never_overlap():
     kw = dict(digits=(1, 2, 3, 4), ops=("+", "-", "x"))
     train = set(sample_problems(5000, seed=1, **kw))
-    test = set(sample_problems(2000, split="test", seed=2, unique=True, **kw))
+    test = set(sample_problems(2000, split="test", seed=2, unique=True, allow_fewer=True, **kw))
     assert train and test and not train & test
     assert all(is_heldout(p) for p in test) and not any(is_heldout(p) for p in train)
 
@@ -58,9 +61,58 @@ def test_sampling_is_seeded_and_balanced():
     assert sum(p.digits == 2 for p in a) == 30
 
 
-def test_unique_stops_when_a_cell_runs_out():
-    one_digit = sample_problems(1000, digits=(1,), ops=("+",), split="test", unique=True)
-    assert 10 < len(one_digit) < 35 and len(set(one_digit)) == len(one_digit)
+def test_cell_sizes_counted_by_hand():
+    # 1-digit "+": a and b in 0..9, 100 problems, of which these 21 hash into the held-out bucket
+    heldout = [Problem(a, "+", b, 1) for a in range(10) for b in range(10) if is_heldout(Problem(a, "+", b, 1))]
+    assert cell_size(1, "+") == 100 and split_size(1, "+", True) == len(heldout) == 21
+    assert cell_size(1, "-") == 55 and cell_size(2, "x") == 90 * 8 and cell_size(4, "+") == 9000**2
+    for d, op in [(1, "+"), (1, "-"), (1, "x"), (2, "+"), (2, "-"), (2, "x"), (3, "x")]:
+        test, train = split_size(d, op, True), split_size(d, op, False)
+        assert test + train == cell_size(d, op)
+        assert test >= cell_size(d, op) // 10  # what sample_problems relies on to skip listing big cells
+
+
+def test_a_big_request_gets_every_problem_it_asked_for():
+    # a miss counter that never reset dropped the only cell after 2,000 misses in all: 7,841 came back
+    assert len(sample_problems(100_000, digits=(3,))) == 100_000
+    # 1,000 distinct held-out problems per digit count: 962 came back
+    ps = sample_problems(3000, digits=(1, 2, 3), split="test", unique=True, allow_fewer=True)
+    assert len(ps) == 3000 == len(set(ps)) and all(map(is_heldout, ps))
+
+
+def test_a_small_cell_gives_exactly_what_it_holds_when_allowed():
+    one_digit = sample_problems(1000, digits=(1,), ops=("+",), split="test", unique=True, allow_fewer=True)
+    assert sorted(one_digit, key=lambda p: p.text) == sorted(
+        (Problem(a, "+", b, 1) for a in range(10) for b in range(10) if is_heldout(Problem(a, "+", b, 1))),
+        key=lambda p: p.text)
+    times = sample_problems(3000, digits=(2,), ops=("x",), split="test", unique=True, allow_fewer=True)
+    assert len(set(times)) == len(times) == split_size(2, "x", True) == 142
+    # the other cells make up what the small one lacks
+    mixed = sample_problems(300, digits=(1, 2, 3), split="test", unique=True, allow_fewer=True)
+    assert len(mixed) == 300 and sum(p.digits == 1 for p in mixed) == 21
+
+
+def test_a_cell_that_cannot_supply_raises_before_sampling():
+    with pytest.raises(ValueError, match=r"the test split holds only 21 distinct 1-digit '\+' problems, but 34 "
+                                         r"were asked of that cell \(n=100 over 3 cells\).*allow_fewer=True"):
+        sample_problems(100, digits=(1, 2, 3), split="test", unique=True)
+    with pytest.raises(ValueError, match="the train split holds only 79 distinct 1-digit '\\+' problems, but 80"):
+        sample_problems(80, digits=(1,), unique=True)
+    assert len(sample_problems(79, digits=(1,), unique=True)) == 79  # exactly what it holds is fine
+    with pytest.raises(ValueError, match="n must be a whole number >= 0, got -1"):
+        sample_problems(-1)
+
+
+def test_existing_seeds_draw_what_they_always_drew():
+    # fingerprints taken with the sampler the README's figures were measured with
+    def fingerprint(ps):
+        return zlib.crc32(",".join(p.text for p in ps).encode())
+
+    assert fingerprint(sample_problems(20000, digits=(1, 2, 3), seed=0)) == 805875633
+    held_out = sample_problems(300, digits=(1, 2, 3), split="test", unique=True, allow_fewer=True)
+    assert fingerprint(held_out) == 3566410134
+    assert fingerprint(sample_problems(1000, digits=(1, 2, 3, 4), ops=("+", "-", "x"), split="test", unique=True,
+                                       allow_fewer=True)) == 3744965140
 
 
 def test_corpus_mix_and_encoding():
@@ -92,3 +144,18 @@ def test_bad_requests(kwargs, match):
         build_corpus([], "mixed")
     with pytest.raises(ValueError, match="CorpusMix.think must be a share >= 0, got -1"):
         CorpusMix(think=-1)
+
+
+def test_one_syntax_for_problems_on_every_command_line():
+    from toyds.arithmetic import parse_digits, parse_ops
+
+    assert parse_digits("1,2,3") == (1, 2, 3) and parse_digits(" 4 ") == (4,)
+    assert parse_ops("+,-,x") == ("+", "-", "x") and parse_ops("x") == ("x",)
+    for bad, match in (("1-3", "comma-separated digit counts from 1 to 4, got '1-3'"), ("5", "got '5'"),
+                       ("1,1", "repeats")):
+        with pytest.raises(ValueError, match=match):
+            parse_digits(bad)
+    for bad, match in (("+-x", r"comma-separated operations from \+ - x, got '\+-x'"), ("+,*", "got"), ("+,+", "repeats"),
+                       ("", "got ''")):
+        with pytest.raises(ValueError, match=match):
+            parse_ops(bad)

@@ -5,11 +5,9 @@ import pytest
 import torch
 
 import toyds.distill as distill
-from toyds.arithmetic import Problem, build_corpus, sample_problems
-from toyds.distill import (KINDS, KDConfig, check_compatible, evaluate_kd, is_on_policy_step, kd_loss,
-                           rejection_sample, train_logit_kd)
+from toyds.arithmetic import build_corpus, sample_problems
+from toyds.distill import KINDS, KDConfig, check_compatible, evaluate_kd, is_on_policy_step, kd_loss, train_logit_kd
 from toyds.model import GPT, make_config
-from toyds.rewards import accuracy_reward, format_reward
 from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, collate, encode_pairs, train_supervised
 
@@ -170,7 +168,7 @@ def test_check_compatible_names_both_values():
         check_compatible(tiny, short, longest=20)
     with pytest.raises(ValueError, match="vocab_size"):  # the trainer checks too
         train_logit_kd(GPT(make_config("tiny", vocab_size=60, block_size=32)), tiny, [("<bos>1+1=", "2<eos>")],
-                       KDConfig(train=TrainConfig(steps=2, warmup=0, progress=False)))
+                       KDConfig(train=TrainConfig(steps=2, warmup=0)))
 
 
 @pytest.mark.parametrize(
@@ -190,71 +188,6 @@ def test_on_policy_steps_are_spread_evenly():
     assert all(is_on_policy_step(s, True) for s in range(5)) and not any(is_on_policy_step(s, 0.0) for s in range(5))
 
 
-# ------------------------------------------------------- rejection sampling
-
-P1, P2, P3 = Problem(3, "+", 4, 1), Problem(5, "x", 2, 1), Problem(9, "-", 1, 1)
-GOOD1 = "<think>3+4=7;so 7</think><answer>7</answer><eos>"
-FAKE_TEXTS = [
-    GOOD1,  # right and formatted: kept
-    "<answer>7</answer><eos>",  # right, no thinking: out of format
-    GOOD1,  # the same text again
-    "<think>5x2=11;so 11</think><answer>11</answer><eos>",  # formatted, wrong
-    "<think>5x2=10;so 10</think><answer>10</answer><eos>",  # kept
-    "<think>5x2=10;so 10</think><answer>10</answer>",  # right and formatted but unfinished (no <eos>)
-    "<think>9-1=8;so 8</think><answer>9</answer><eos>",  # wrong
-    "8<eos>",  # no answer block
-    "<think>9-1=8</think><answer>8</answer><eos>junk",  # text after the answer
-]
-
-
-@pytest.fixture
-def fake_teacher(monkeypatch):
-    calls = []
-
-    def fake_complete(model, problems, temperature=0.0, samples=1, max_new_tokens=None, seed=0, prefix=""):
-        calls.append(dict(problems=problems, temperature=temperature, samples=samples, seed=seed, prefix=prefix))
-        assert len(problems) * samples == len(FAKE_TEXTS)
-        return list(FAKE_TEXTS)
-
-    monkeypatch.setattr(distill, "complete", fake_complete)
-    return calls
-
-
-def test_rejection_sampling_keeps_only_what_the_reward_accepts(fake_teacher):
-    pairs, stats = rejection_sample(None, [P1, P2, P3], k=3, temperature=0.8, seed=5)
-    assert fake_teacher[0]["samples"] == 3 and fake_teacher[0]["temperature"] == 0.8 and fake_teacher[0]["seed"] == 5
-    assert pairs == [("<bos>3+4=", GOOD1), ("<bos>3+4=", GOOD1),
-                     ("<bos>5x2=", "<think>5x2=10;so 10</think><answer>10</answer><eos>")]
-    assert all(accuracy_reward(c, p.answer) == 1 and format_reward(c) == 1
-               for (_, c), p in zip(pairs, [P1, P1, P2]))
-    assert stats == {"samples": 9, "kept": 3, "keep_rate": 3 / 9, "problems": 3, "problems_kept": 2,
-                     "coverage": 2 / 3, "pairs": 3}
-
-
-def test_rejection_sampling_dedupe_and_custom_filter(fake_teacher):
-    pairs, stats = rejection_sample(None, [P1, P2, P3], k=3, dedupe=True)
-    assert len(pairs) == 2 and stats["kept"] == 3 and stats["pairs"] == 2
-    # a caller's own filter: answer right, format not required
-    pairs, stats = rejection_sample(None, [P1, P2, P3], k=3, keep=lambda c, p: accuracy_reward(c, p.answer) == 1)
-    assert [c for _, c in pairs] == [GOOD1, "<answer>7</answer><eos>", GOOD1, FAKE_TEXTS[4], FAKE_TEXTS[5]]
-    assert stats["kept"] == 5 and stats["problems_kept"] == 2
-    with pytest.raises(ValueError, match="k .* must be an integer >= 1, got 0"):
-        rejection_sample(None, [P1], k=0)
-
-
-def test_rejection_sampling_with_a_real_model_passes_only_text():
-    torch.manual_seed(0)
-    teacher = GPT(make_config("tiny", block_size=24))
-    problems = sample_problems(3, digits=(1,))
-    pairs, stats = rejection_sample(teacher, problems, k=2, max_new_tokens=8, keep=lambda c, p: True, prefix="<think>")
-    assert stats["kept"] == stats["samples"] == len(pairs) == 6 and stats["coverage"] == 1.0
-    assert [p for p, _ in pairs] == [q.prompt() for q in problems for _ in range(2)]
-    assert all(isinstance(c, str) and c.startswith("<think>") for _, c in pairs)
-    # an untrained teacher writes junk: the default filter keeps only what the reward accepts
-    pairs, stats = rejection_sample(teacher, problems, k=2, max_new_tokens=8)
-    assert stats["kept"] == len(pairs) and all(format_reward(c) == 1 for _, c in pairs)
-
-
 # ------------------------------------------------------ logit distillation
 
 
@@ -264,7 +197,7 @@ def setup():
     torch.manual_seed(0)
     teacher = GPT(make_config("tiny", block_size=32))
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "direct")
-    train_supervised(teacher, pairs, TrainConfig(steps=30, batch_size=16, warmup=3, progress=False))
+    train_supervised(teacher, pairs, TrainConfig(steps=30, batch_size=16, warmup=3))
     return teacher, pairs
 
 
@@ -274,7 +207,7 @@ def _student(seed, **kw):
 
 
 def _cfg(steps=20, **kw):
-    return KDConfig(train=TrainConfig(steps=steps, batch_size=16, warmup=2, progress=False), **kw)
+    return KDConfig(train=TrainConfig(steps=steps, batch_size=16, warmup=2), **kw)
 
 
 @pytest.mark.parametrize("kind", ["forward", "reverse"])
@@ -355,7 +288,7 @@ def test_cached_teacher_gives_the_same_training_as_running_it_every_step():
     student = GPT(make_config("tiny", n_layer=1))
     pairs = [("<bos>12+9=", "<think>2+9=11;1+0+1=2;so 21</think><answer>21</answer><eos>"),
              ("<bos>3+4=", "<answer>7</answer><eos>"), ("<bos>40+2=", "<answer>42</answer><eos>")]
-    train = TrainConfig(steps=4, batch_size=4, warmup=1, progress=False)
+    train = TrainConfig(steps=4, batch_size=4, warmup=1)
     runs = []
     for cache in (True, False):
         s = copy.deepcopy(student)

@@ -1,13 +1,16 @@
 """toyds/distributed.py against the single-process reference, on 2 real gloo ranks.
 
-Each spawned test starts two processes (torch.multiprocessing, a free localhost
-port), runs the same seeded layer or model on both, and checks inside the workers
+Each spawned test starts two processes (torch.multiprocessing, meeting through a
+file store in a fresh temporary folder), runs the same seeded layer or model on both, and checks inside the workers
 that the distributed result equals the one-process result: outputs, input grads,
 every gradient that lives on a rank, the routing statistics and the bias rule.
 A failed assertion in a worker fails the test with the worker's traceback.
 """
 
+import errno
+import os
 import socket
+import tempfile
 from datetime import timedelta
 
 import pytest
@@ -16,8 +19,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.distributed import (DataParallel, ExpertParallelMoE, all_reduce_grads, all_reduce_mean, expert_parallel,
-                               get_world_size, init, is_main, local_experts, rank_seed, teardown)
+from toyds import balance
+from toyds.data_parallel import DataParallel
+from toyds.distributed import all_reduce_grads, all_reduce_mean, get_world_size, init, is_main, rank_seed, teardown
+from toyds.expert_parallel import ExpertParallelMoE, expert_parallel, local_experts
 from toyds.model import GPT, make_config
 from toyds.moe import MoE, MoEConfig
 from toyds.train import TrainConfig, train_supervised
@@ -25,22 +30,20 @@ from toyds.train import TrainConfig, train_supervised
 TOL = 1e-5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _entry(rank, world, port, fn, args):
+def _entry(rank, world, store, fn, args):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=60))  # a hang fails the test instead of stalling it
     fn(rank, world, *args)
     teardown()  # only on success: a failed rank must not wait at the barrier for the other
 
 
 def spawn(fn, *args, world=2):
-    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
+    # The ranks meet through a file, not a port: a port picked here (bind port 0, close it) and
+    # bound by rank 0 seconds later could be taken in between, and the test failed with
+    # EADDRINUSE. A fresh folder per spawn, so no run ever sees another's store.
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_entry, args=(world, os.path.join(folder, "store"), fn, args), nprocs=world, join=True)
 
 
 def max_diff(a, b) -> float:
@@ -70,11 +73,11 @@ def check_against_single(rank, world, moe, N, expect_received=None):
     # single process, whole batch; the global loss is sum(Y * G) (+ the aux loss)
     X_ref = X.clone().requires_grad_()
     Y = moe(X_ref)
-    ((Y * G).sum() + (moe.aux_loss if moe.aux_loss is not None else 0)).backward()
+    ((Y * G).sum() + (moe.balance_loss if moe.balance_loss is not None else 0)).backward()
     # expert-parallel: this rank's loss is its share, and the shares sum to the global loss
     x = X[rows].clone().requires_grad_()
     y = ep(x)
-    ((y * G[rows]).sum() + (ep.aux_loss if ep.aux_loss is not None else 0)).backward()
+    ((y * G[rows]).sum() + (ep.balance_loss if ep.balance_loss is not None else 0)).backward()
 
     assert max_diff(y, Y[rows].detach()) <= TOL
     assert max_diff(x.grad, X_ref.grad[rows]) <= TOL
@@ -89,16 +92,24 @@ def check_against_single(rank, world, moe, N, expect_received=None):
         assert max_diff(p.grad, q.grad) <= TOL
     # statistics: the global load, so the bias rule moves every rank's gate like the single one
     assert torch.equal(ep.load, moe.load) and ep.load.sum() == N * cfg.top_k
-    if cfg.balance == "aux_loss":
-        total = ep.aux_loss.detach().clone()
+    if moe.balance_loss is not None:  # each rank's share; the shares sum to the whole batch's loss
+        total = ep.balance_loss.detach().clone()
         dist.all_reduce(total)
-        assert abs(total.item() - moe.aux_loss.item()) <= TOL
-    moe.update_bias()
-    ep.update_bias()
+        assert abs(total.item() - moe.balance_loss.item()) <= TOL
+    balance.after_step(One(moe))
+    balance.after_step(One(ep))  # no all-reduce needed: the expert-parallel layer counted globally
     assert torch.equal(ep.gate.bias, moe.gate.bias)
     assert sum(ep.stats.sent) == len(rows) * cfg.top_k
     if expect_received is not None:
         assert ep.stats.received == expect_received[rank]
+
+
+class One:
+    def __init__(self, moe):
+        self.moe = moe
+
+    def moe_layers(self):
+        return [self.moe]
 
 
 def ep_cases(rank, world):
@@ -111,6 +122,20 @@ def ep_cases(rank, world):
     for kw in cases:
         cfg = MoEConfig(dim=16, n_experts=8, top_k=2, n_shared_experts=1, expert_dim=12, **kw)
         check_against_single(rank, world, _seeded_moe(cfg), N)
+
+    # V3's recipe with sequences: (B, T, D) inputs, each rank holds whole sequences (rows of B)
+    cfg = MoEConfig(dim=16, n_experts=8, top_k=2, expert_dim=12, score_func="sigmoid", balance="bias+seq_aux",
+                    seq_aux_alpha=0.05)
+    moe = _seeded_moe(cfg)
+    ep = ExpertParallelMoE(moe)
+    X = torch.randn(5, 7, 16)  # 5 sequences of 7 tokens: 3 on rank 0, 2 on rank 1
+    mine = torch.arange(5).tensor_split(world)[rank]
+    Y = moe(X)
+    y = ep(X[mine])
+    assert max_diff(y, Y[mine].detach()) <= TOL
+    share = ep.balance_loss.detach().clone()
+    dist.all_reduce(share)
+    assert abs(share.item() - moe.balance_loss.item()) <= TOL
 
     # capacity applies per rank (GShard's local groups): EP equals MoE run on this rank's rows alone
     cfg = MoEConfig(dim=16, n_experts=8, top_k=2, expert_dim=12, capacity_factor=0.5, dispatch="sorted")
@@ -154,7 +179,7 @@ def ddp_training(rank, world):
     assert all_reduce_mean({"loss": float(rank), "acc": 1.0}) == {"loss": 0.5, "acc": 1.0}
     assert rank_seed(7) == 7 + 10_000 * rank and is_main() == (rank == 0)
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "think")
-    cfg = TrainConfig(steps=4, batch_size=9, warmup=1, progress=False)  # 9 rows: shards of 5 and 4
+    cfg = TrainConfig(steps=4, batch_size=9, warmup=1)  # 9 rows: shards of 5 and 4
     mcfg = make_config("tiny", ffn="moe", moe=dict(balance="bias", bias_update_speed=0.01))
     torch.manual_seed(0)
     single = GPT(mcfg)
@@ -170,6 +195,22 @@ def ddp_training(rank, world):
 
 
 # -------------------------------------------------------------------- tests
+
+
+def _sum_of_ranks(rank, world):
+    t = torch.tensor([float(rank)])
+    dist.all_reduce(t)
+    assert t.item() == sum(range(world))
+
+
+def test_spawn_picks_no_port(monkeypatch):
+    # the race's cause: the parent chose a port for rank 0 to bind later. Now a parent that
+    # cannot bind any socket still starts the ranks (they run in fresh interpreters, unpatched).
+    def bind(self, address):
+        raise OSError(errno.EADDRINUSE, f"{address} taken (by this test)")
+
+    monkeypatch.setattr(socket.socket, "bind", bind)
+    spawn(_sum_of_ranks)
 
 
 def test_expert_parallel_matches_single_process_forward_and_backward():
@@ -207,7 +248,7 @@ def _grpo_worker(rank, world):
     torch.manual_seed(rank)  # different starting weights: DDP must copy rank 0's
     model = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01)))
     problems = sample_problems(64, digits=(1, 2), seed=0)
-    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2, progress=False)
+    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2)
     hist = train_grpo(model, problems, cfg, reward_fns=[lambda completions, **kw: [float(c[:1] == "7") for c in
                                                                                    completions]],
                       parallel=DataParallel())
@@ -223,3 +264,13 @@ def _grpo_worker(rank, world):
 
 def test_grpo_data_parallel_keeps_ranks_identical():
     spawn(_grpo_worker)
+
+
+def test_send_counts_by_hand():
+    from toyds.expert_parallel import send_counts
+
+    # 3 tokens, top-2, E = 4 experts on W = 2 ranks (experts 0 1 | 2 3)
+    per_expert, send = send_counts(torch.tensor([[0, 3], [1, 3], [3, 2]]), 4, 2)
+    assert per_expert.tolist() == [1, 1, 1, 3] and send == [2, 4]
+    with pytest.raises(ValueError, match="multiple of 3"):
+        send_counts(torch.tensor([0]), 4, 3)

@@ -10,11 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(rel: str, argv: list[str]):
+def load_script(rel: str):
     spec = importlib.util.spec_from_file_location(Path(rel).stem.replace("-", "_"), ROOT / rel)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main(argv)
+    return mod
+
+
+def run_script(rel: str, argv: list[str]):
+    return load_script(rel).main(argv)
 
 
 def metrics(out: Path) -> dict:
@@ -23,12 +27,16 @@ def metrics(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_00_arithmetic(tmp_path):
-    run_script("examples/00_arithmetic.py", ["--preset", "tiny", "--steps", "40", "--digits", "1,2",
-                                            "--eval-per-digit", "10", "--threads", "1", "--out", str(tmp_path)])
+    run_script("examples/00_arithmetic.py", ["--preset", "tiny", "--steps", "40", "--digits", "1,2,3",
+                                            "--eval-per-digit", "6", "--threads", "1", "--seeds", "2", "--jobs", "1",
+                                            "--out", str(tmp_path)])
     m = metrics(tmp_path)
+    assert [s["accuracy"]["think"].keys() for s in m["seeds"]] == [m["accuracy"]["think"].keys()] * 2
+    assert set(m["summary"]["accuracy.think.3"]) >= {"mean", "std", "min", "max"}
+    assert {c["of"] for c in m["claims"].values()} == {2} and (tmp_path / "seed-1" / "think.pt").is_file()
     assert set(m["accuracy"]) == {"direct", "think"}
     for style in ("direct", "think"):
-        assert set(m["accuracy"][style]) == {"1", "2"}
+        assert set(m["accuracy"][style]) == {"1", "2", "3"}
         assert all(0.0 <= a <= 1.0 for a in m["accuracy"][style].values())
     assert m["seconds"] > 0 and (tmp_path / "think.pt").is_file()
 
@@ -36,11 +44,13 @@ def test_00_arithmetic(tmp_path):
 @pytest.mark.slow
 def test_bench_core(tmp_path):
     run_script("examples/benchmarks/bench_core.py", ["--preset", "tiny", "--batch", "8", "--new-tokens", "16",
-                                                     "--repeats", "1", "--train-steps", "1", "--threads", "1",
+                                                     "--repeats", "1", "--train-steps", "1", "--pack-steps", "2", "--threads", "1",
                                                      "--out", str(tmp_path)])
     m = metrics(tmp_path)
     assert m["kv_cache_speedup"] > 0
     assert set(m["train_tokens_per_s"]) == {"toyds", "reference"}
+    assert set(m["real_tokens_per_s"]) == {"packed", "padded"} and 0 < m["mfu"] < 1
+    assert m["real_share"]["packed"] > m["real_share"]["padded"]  # packing computes fewer padded positions
 
 
 def test_02_rewards(tmp_path):
@@ -62,7 +72,7 @@ def test_06_distributed(tmp_path):
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "examples/06_distributed.py"), "--tokens", "128", "--repeats", "2", "--steps", "4",
-           "--batch-size", "8", "--out", str(tmp_path)]
+           "--batch-size", "8", "--seeds", "2", "--out", str(tmp_path)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     m = metrics(tmp_path)
@@ -71,6 +81,29 @@ def test_06_distributed(tmp_path):
     for key in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff"):
         assert 0.0 <= m[key] <= 1e-5, (key, m[key])
     assert 0.0 < m["exchange_time_share"] < 1.0
+    assert len(m["seeds"]) == 2 and all(c["held"] == c["of"] == 2 for c in m["claims"].values())
+
+
+def test_06_relaunch_keeps_nproc_from_torchrun():
+    mod = load_script("examples/06_distributed.py")
+    rest = ["--tokens", "128", "--out", "x"]
+    for nproc in (["--nproc", "2"], ["--nproc=2"], ["--np", "3"], ["--npr=3"]):
+        assert mod.without_nproc([*nproc, *rest]) == rest
+        assert mod.without_nproc([*rest, *nproc]) == rest
+
+
+@pytest.mark.slow
+def test_06_distributed_started_with_python_and_nproc(tmp_path):
+    # plain `python examples/06_distributed.py --nproc 2`: it relaunches itself through torchrun,
+    # which once rejected the forwarded --nproc as an ambiguous prefix of --nproc-per-node
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "examples/06_distributed.py"), "--nproc", "2", "--tokens", "128",
+           "--repeats", "2", "--steps", "4", "--batch-size", "8", "--out", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert metrics(tmp_path)["world_size"] == 2
 
 
 @pytest.mark.slow
@@ -79,11 +112,13 @@ def test_01_moe(tmp_path):
                                       "--jobs", "1", "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
     for name in ("dense", "moe"):
-        assert {"val_loss", "val_loss_std", "params_total", "params_active"} <= set(m[name])
+        assert {"val_loss", "params_total", "params_active"} <= set(m[name])
+    assert len(m["seeds"]) == 2 and {"moe_minus_dense_mean", "pooled_std", "held"} <= set(m["across_seeds"])
+    assert set(m["claims"]) == {c.name for c in load_script("examples/01_moe.py").CLAIMS}
     # equal active parameters (the gate adds a few), more in total
     assert abs(m["moe"]["params_active"] - m["dense"]["params_active"]) / m["dense"]["params_active"] < 0.02
     assert m["moe"]["params_total"] > 2 * m["dense"]["params_total"]
-    assert set(m["balancing"]) == {"none", "aux_loss", "bias"}
+    assert set(m["balancing"]) == {"none", "aux_loss", "seq_aux", "bias", "bias+seq_aux"}  # every rule, and V3's
     for row in m["balancing"].values():
         assert row["max_load_ratio"] >= 1.0 and row["dead_experts"] >= 0 and row["val_loss"] > 0
     share = m["specialisation"]["share"]
@@ -96,9 +131,9 @@ def test_bench_moe(tmp_path):
                                                     "--repeats", "1", "--dim", "32", "--expert-dim", "32",
                                                     "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
-    for key in ("moe_over_dense", "naive_over_dense", "grouped_mm_over_dense"):
+    for key in ("moe_over_dense", "loop_over_dense", "sorted_over_dense", "grouped_mm_over_dense"):
         assert set(m[key]) == {"64", "256"} and all(r > 0 for r in m[key].values())
-    assert set(m["experts_scaling"]) == {"4", "8"}
+    assert set(m["experts_scaling"]) == {"4", "8"} and m["experts_scaling_ratio"] > 0
 
 
 @pytest.mark.slow
@@ -107,7 +142,7 @@ def test_03_r1_zero(tmp_path):
                                           "--rm-grpo-steps", "2", "--prompts", "4", "--group", "4",
                                           "--eval-per-digit", "8", "--samples", "2", "--pass-k", "2",
                                           "--rm-prompts", "20", "--rm-steps", "5", "--max-new-tokens", "40",
-                                          "--threads", "1", "--out", str(tmp_path)])
+                                          "--rm-dim", "16", "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
     for when in ("before", "after"):
         assert {"accuracy", "format_rate", "think_rate", "mean_length"} <= set(m[when])
@@ -119,6 +154,7 @@ def test_03_r1_zero(tmp_path):
     assert 0 <= m["base_forced_think"]["accuracy"] <= 1
     assert m["pass_at_k"]["k"] == 2 and m["pass_at_k"]["before"] >= 0
     assert (tmp_path / "r1_zero.pt").is_file()
+    assert len(m["claims"]) == 5 and all(c["of"] == 1 for c in m["claims"].values())  # the R1-Zero and learned-RM claims
 
 
 @pytest.mark.slow
@@ -134,6 +170,7 @@ def test_04_distillation(tmp_path):
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
     assert set(m["data_efficiency"]) >= {"soft", "hard"}
     assert (tmp_path / "teacher.pt").is_file() and m["teacher"]["trained"]
+    assert set(m["claims"]) == {c.name for c in load_script("examples/04_distillation.py").CLAIMS}
 
 
 @pytest.mark.slow
@@ -145,10 +182,72 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
         assert {"params_total", "params_active", "accuracy", "format_rate", "mean_think_length", "seconds"} <= set(row)
     assert m["models"]["base"]["params_active"] < m["models"]["base"]["params_total"]  # a sparse MoE
     assert m["models"]["student"]["params_active"] == m["models"]["student"]["params_total"]  # dense
-    assert m["seconds_total"] > 0
+    assert m["seconds_total"] > 0 and set(m["claims"]) and m["summary"]["student_over_r1_zero"]["values"]
     # --resume: every stage is finished, so nothing is trained again and the figures are the same
     capsys.readouterr()
     again = run_script("examples/05_pipeline.py", ["--quick", "--resume", "--threads", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student", "student_logit_kd"))
     assert {n: r["accuracy"] for n, r in again["models"].items()} == {n: r["accuracy"] for n, r in first["models"].items()}
+
+
+# ------------------------------------------- bad arguments, named before any work
+
+
+@pytest.mark.parametrize("script, argv, says", [
+    ("examples/03_r1_zero.py", ["--group", "1"], "argument --group: must be an integer >= 2, got '1'"),
+    ("examples/03_r1_zero.py", ["--lr", "nan"], "argument --lr: must be a finite number in (0, 1], got 'nan'"),
+    ("examples/03_r1_zero.py", ["--eval-per-digit", "0"], "argument --eval-per-digit: must be an integer >= 1"),
+    ("examples/04_distillation.py", ["--alpha", "2"], "argument --alpha: must be a finite number in [0, 1], got '2'"),
+    ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
+    ("examples/05_pipeline.py", ["--kd-alpha", "2"], "argument --kd-alpha: must be a finite number in [0, 1]"),
+    ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
+    ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
+    ("examples/00_arithmetic.py", ["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+])
+def test_bad_example_arguments_are_named_before_any_work(script, argv, says, capsys, monkeypatch):
+    import toyds.train
+
+    monkeypatch.setattr(toyds.train, "train_supervised", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit):
+        run_script(script, argv)
+    assert says in capsys.readouterr().err
+
+
+def test_an_unusable_out_is_named_before_any_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(SystemExit, match=r"--out .*afile is not a directory"):
+        run_script("examples/00_arithmetic.py", ["--out", str(tmp_path / "afile")])
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "think.pt").write_text("my notes, not a checkpoint")
+    with pytest.raises(SystemExit, match=r"refusing to overwrite .*think.pt: it is a regular file but not a toyds"):
+        run_script("examples/00_arithmetic.py", ["--out", str(tmp_path / "d")])
+    assert (tmp_path / "d" / "think.pt").read_text() == "my notes, not a checkpoint"
+
+
+@pytest.mark.slow
+def test_08_mla(tmp_path):
+    run_script("examples/08_mla.py", ["--steps", "12", "--problems", "300", "--eval-per-digit", "2", "--digits", "1,2",
+                                     "--mtp-prompts", "2", "--mtp-repeats", "1", "--deep-extra", "1",
+                                     "--contexts", "8,24", "--decode-batch", "2", "--decode-steps", "2",
+                                     "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    q = m["quality"]
+    for name in ("mha", "mla"):
+        assert q[name]["val_loss"] > 0 and 0 <= q[name]["accuracy"] <= 1
+    assert abs(q["mla"]["params"] / q["mha"]["params"] - 1) < 0.1  # about the same parameter count
+    assert q["loss_gap"] == pytest.approx(q["mla"]["val_loss"] - q["mha"]["val_loss"])
+    # measured from the cache tensors, and equal to V2 Table 1 (float32 bytes)
+    assert set(m["cache_bytes_per_token"]) == {"mha", "mla_naive", "mla_absorb"}
+    assert m["cache_bytes_per_token"] == m["cache_bytes_formula"]
+    assert m["cache_bytes_per_token"]["mha"] == 2 * 4 * 16 * 4 and m["cache_bytes_per_token"]["mla_absorb"] == (32 + 16) * 4
+    assert set(m["decode"]) == {"8", "24"}
+    assert all(set(row) == {"mha", "mla_naive", "mla_absorb"} and min(row.values()) > 0 for row in m["decode"].values())
+    assert m["decode_memory"]["24"]["mha"]["cache_mb"] > m["decode_memory"]["24"]["mla_absorb"]["cache_mb"]
+    mtp = m["mtp"]
+    assert len(mtp["acceptance"]) == 1 and 0 <= mtp["acceptance"][0] <= 1 and mtp["speedup"] > 0
+    assert len(mtp["loss_main_with_vs_without_mtp"]) == 2 and mtp["loss_main_with_vs_without_mtp"][1] == q["mla"]["val_loss"]
+    # speculative decoding reproduced greedy; the pass-through blocks changed no token
+    assert mtp["identical"] == 1.0 and mtp["deep"]["identical"] == 1.0
+    assert mtp["deep"]["acceptance"] == mtp["acceptance"] and mtp["deep"]["tokens"] == mtp["tokens"]
+    assert m["seconds"] > 0 and set(m["claims"]) and m["summary"]

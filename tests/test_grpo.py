@@ -5,7 +5,8 @@ import torch
 
 from toyds.arithmetic import sample_problems
 from toyds.checkpoint import load_checkpoint
-from toyds.grpo import GRPOConfig, group_advantages, kl_k3, policy_loss, train_grpo, zero_signal_groups
+from toyds.evaluate import rollout_measures
+from toyds.grpo import GRPOConfig, group_advantages, kl_k3, policy_loss, train_grpo, weighted_rewards, zero_signal_groups
 from toyds.model import GPT, make_config
 
 # ------------------------------------------------------------- advantages
@@ -26,14 +27,48 @@ def test_equal_rewards_give_zeros_not_nan():
     assert torch.equal(a, torch.zeros(6))
 
 
+def test_batch_scale_uses_the_batch_std_and_the_group_mean():
+    r = torch.tensor([1.0, 0.0, 3.0, 3.0])
+    # groups [1, 0] and [3, 3]: means 0.5 and 3; batch std of [1, 0, 3, 3] (Bessel) = sqrt(6.75 / 3) = 1.5
+    s = 1.5 + 1e-4
+    assert torch.allclose(group_advantages(r, 2, scale="batch"), torch.tensor([0.5 / s, -0.5 / s, 0.0, 0.0]))
+
+
+def test_nan_rewards_are_left_out_and_get_advantage_zero():
+    nan = float("nan")
+    r = torch.tensor([1.0, nan, 0.0, 0.0, nan, nan, nan, 2.0])
+    # group 1: scored [1, 0, 0]: mean 1/3, std sqrt((4/9 + 1/9 + 1/9) / 2) = sqrt(1/3)
+    s = math.sqrt(1 / 3) + 1e-4
+    a = group_advantages(r, 4)
+    expect = torch.tensor([(2 / 3) / s, 0.0, (-1 / 3) / s, (-1 / 3) / s, 0, 0, 0, 0])  # group 2: one scored row
+    assert torch.allclose(a, expect) and not a.isnan().any()
+    assert torch.allclose(group_advantages(r, 4, scale="none"), torch.tensor([2 / 3, 0, -1 / 3, -1 / 3, 0, 0, 0, 0]))
+
+
 @pytest.mark.parametrize(
     "shape, g, scale, match",
     [((7,), 2, "group", "divisible by group_size"), ((4,), 1, "group", "needs group_size >= 2"),
-     ((4,), 2, "batch", "scale must be one of")],
+     ((4,), 2, "mean", "scale must be one of")],
 )
 def test_advantage_errors(shape, g, scale, match):
     with pytest.raises(ValueError, match=match):
         group_advantages(torch.zeros(shape), g, scale)
+
+
+def test_weighted_rewards_add_as_trl_does():
+    problems = sample_problems(3, digits=(1,), seed=0)
+
+    def first(completions, **kw):
+        return [1.0, None, float("nan")]
+
+    def second(completions, answer, **kw):
+        assert answer == [p.answer for p in problems]  # the problems' columns arrive as keyword lists
+        return [2.0, 3.0, None]
+
+    total, per_fn = weighted_rewards([first, second], [1.0, 0.5], ["a", "b", "c"], problems)
+    # row 0: 1 + 0.5 * 2; row 1: first is None (counts 0), 0.5 * 3; row 2: nobody scored it -> NaN
+    assert total[:2].tolist() == [2.0, 1.5] and math.isnan(total[2])
+    assert set(per_fn) == {"first", "second"} and per_fn["first"][0] == 1.0 and per_fn["second"][1] == 3.0
 
 
 # --------------------------------------------------------------------- KL
@@ -62,16 +97,17 @@ MASK = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
 
 
 @pytest.mark.parametrize(
-    "loss_type, max_len, expect",
+    "loss_type, extra, expect",
     [
-        ("grpo", None, ((-1 - 1.2) / 2 + (1.1 + 0.8 + 1) / 3) / 2),  # mean per row, then over rows
-        ("dapo", None, (-1 - 1.2 + 1.1 + 0.8 + 1) / 5),  # every unmasked token alike
-        ("dr_grpo", None, (-1 - 1.2 + 1.1 + 0.8 + 1) / (2 * 3)),  # constant B * T
-        ("dr_grpo", 10, (-1 - 1.2 + 1.1 + 0.8 + 1) / (2 * 10)),  # constant B * max_len
+        ("grpo", {}, ((-1 - 1.2) / 2 + (1.1 + 0.8 + 1) / 3) / 2),  # mean per row, then over rows
+        ("bnpo", {}, (-1 - 1.2 + 1.1 + 0.8 + 1) / 5),  # every unmasked token of this batch alike
+        # every token of the generation batch alike: 20 tokens over 2 ranks, so / (20 / 2)
+        ("dapo", dict(num_items_in_batch=20, num_processes=2), (-1 - 1.2 + 1.1 + 0.8 + 1) / 10),
+        ("dr_grpo", dict(max_completion_length=10), (-1 - 1.2 + 1.1 + 0.8 + 1) / (2 * 10)),  # constant B * cap
     ],
 )
-def test_policy_loss_by_hand(loss_type, max_len, expect):
-    loss, stats = policy_loss(LOGP, OLD, ADV, MASK, clip_eps=0.2, loss_type=loss_type, max_len=max_len)
+def test_policy_loss_by_hand(loss_type, extra, expect):
+    loss, stats = policy_loss(LOGP, OLD, ADV, MASK, clip_eps=0.2, loss_type=loss_type, **extra)
     assert math.isclose(loss.item(), expect, rel_tol=1e-5)
     assert math.isclose(stats["clip_frac"], 2 / 5, rel_tol=1e-6)  # row 0 token 1 and row 1 token 1
     assert math.isclose(stats["ratio"], (1 + 1.5 + 1.1 + 0.7 + 1) / 5, rel_tol=1e-6)
@@ -92,6 +128,15 @@ def test_kl_penalty_adds_beta_times_k3():
     loss, stats = policy_loss(LOGP, OLD, ADV, MASK, ref_logp=ref, beta=0.1)
     assert math.isclose(loss.item(), base.item() + 0.1 * k3, rel_tol=1e-5)
     assert math.isclose(stats["kl"], k3, rel_tol=1e-5)
+
+
+def test_bias_corrected_kl_weights_k3_by_the_ratio():
+    ref = LOGP + math.log(2)  # k3 = 1 - log 2 on every token
+    k3 = 1 - math.log(2)
+    base, _ = policy_loss(LOGP, OLD, ADV, MASK, loss_type="bnpo")
+    loss, _ = policy_loss(LOGP, OLD, ADV, MASK, loss_type="bnpo", ref_logp=ref, beta=0.1, use_bias_correction_kl=True)
+    # bnpo: token mean of beta * ratio * k3 over the 5 unmasked tokens, ratios 1, 1.5, 1.1, 0.7, 1
+    assert math.isclose(loss.item(), base.item() + 0.1 * k3 * (1 + 1.5 + 1.1 + 0.7 + 1) / 5, rel_tol=1e-5)
 
 
 def test_gradient_flows_only_through_unclipped_unmasked_tokens():
@@ -116,6 +161,10 @@ def test_policy_loss_errors():
         policy_loss(LOGP, OLD, ADV, MASK, loss_type="ppo")
     with pytest.raises(ValueError, match="needs ref_logp"):
         policy_loss(LOGP, OLD, ADV, MASK, beta=0.1)
+    with pytest.raises(ValueError, match="pass max_completion_length"):
+        policy_loss(LOGP, OLD, ADV, MASK, loss_type="dr_grpo")
+    with pytest.raises(ValueError, match="pass num_items_in_batch"):
+        policy_loss(LOGP, OLD, ADV, MASK, loss_type="dapo")
 
 
 # --------------------------------------------------------------- trainer
@@ -137,13 +186,13 @@ def seven_first(completions, **kwargs):
 @pytest.mark.parametrize("ffn", ["dense", "moe"])
 def test_trainer_raises_a_reward_it_is_given(ffn, tmp_path):
     model = tiny_model(ffn)
-    cfg = GRPOConfig(steps=12, prompts_per_step=8, group_size=8, max_new_tokens=3, lr=1e-2, beta=0.02,
-                     progress=False)
+    cfg = GRPOConfig(steps=12, prompts_per_step=8, group_size=8, max_new_tokens=3, lr=1e-2, beta=0.02)
     ref_before = [p.clone() for p in model.parameters()]
-    hist = train_grpo(model, PROBLEMS, cfg, reward_fns=[seven_first], checkpoint=tmp_path / "p.pt")
+    hist = train_grpo(model, PROBLEMS, cfg, reward_fns=[seven_first], measure_fn=rollout_measures,
+                      checkpoint=tmp_path / "p.pt")
     assert len(hist) == 12
-    assert {"reward", "accuracy", "format_rate", "think_rate", "mean_length", "kl", "clip_frac",
-            "zero_signal_groups"} <= set(hist[-1])
+    assert {"reward", "rewards/seven_first", "accuracy", "format_rate", "think_rate", "mean_length", "kl", "clip_frac",
+            "zero_signal_share", "loss", "lr", "grad_norm", "seconds"} <= set(hist[-1])
     early = sum(r["reward"] for r in hist[:3]) / 3
     late = sum(r["reward"] for r in hist[-3:]) / 3
     assert early < 0.2 and late > early + 0.3
@@ -156,17 +205,17 @@ def test_trainer_raises_a_reward_it_is_given(ffn, tmp_path):
 def test_a_constant_reward_teaches_nothing():
     model = tiny_model()
     before = [p.clone() for p in model.parameters()]
-    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=3, lr=1e-2, beta=0.0,
-                     progress=False)
+    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=3, lr=1e-2, beta=0.0)
     hist = train_grpo(model, PROBLEMS, cfg, reward_fns=[lambda completions, **kw: [1.0] * len(completions)])
-    assert all(r["zero_signal_groups"] == 4 for r in hist)
+    assert all(r["zero_signal_share"] == 1.0 for r in hist)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 @pytest.mark.parametrize(
     "kw, match",
     [(dict(group_size=1), "group_size must be >= 2"), (dict(loss_type="ppo"), "loss_type must be one of"),
-     (dict(steps=0), "steps must be a positive integer"), (dict(temperature=0), "temperature must be > 0")],
+     (dict(steps=0), "steps must be a positive integer"), (dict(temperature=0), "temperature must be a finite number > 0"),
+     (dict(lr=float("inf")), "lr must be a finite number > 0"), (dict(temperature=float("nan")), "got nan")],
 )
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -174,32 +223,42 @@ def test_config_errors(kw, match):
 
 
 def test_reward_function_with_the_wrong_length_is_refused():
-    cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=2, progress=False)
+    cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=2)
     with pytest.raises(ValueError, match="returned 1 scores for 4 completions"):
         train_grpo(tiny_model(), PROBLEMS, cfg, reward_fns=[lambda completions, **kw: [0.0]])
 
 
-def test_another_task_brings_its_columns_and_its_measures():
-    """A problem needs only .prompt(); .columns() feeds the rewards, measure_fn the log."""
-    from toyds.countdown import sample_problems as countdown_problems
-    from toyds.grpo import reward_columns
+def test_a_length_penalty_is_one_function_and_a_weight():
+    """The workshop extension: add a reward, see it weighed and logged, change nothing else."""
 
-    problems = countdown_problems(8, seed=0)
-    cols = reward_columns(problems[:2])
-    assert set(cols) == {"numbers", "target", "prompts"}
-    assert cols["numbers"] == [p.numbers for p in problems[:2]] and cols["prompts"][0] == problems[0].prompt()
-    assert set(reward_columns(PROBLEMS[:2])) == {"answer", "prompts"}  # arithmetic, as before
+    def length_penalty(completions, **kwargs):
+        return [-len(c) / 100 for c in completions]
 
-    seen = []
+    cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=4, beta=0.0)
+    hist = train_grpo(tiny_model(), PROBLEMS, cfg, reward_fns=[seven_first, length_penalty], reward_weights=[1.0, 0.5])
+    for row in hist:
+        assert math.isclose(row["reward"], row["rewards/seven_first"] + 0.5 * row["rewards/length_penalty"],
+                            abs_tol=1e-6)
+        assert row["rewards/length_penalty"] < 0
 
-    def reward(completions, numbers, target, prompts, **kw):
-        seen.append((numbers[0], target[0]))
-        return [0.0] * len(completions)
 
-    def measure(probs, texts):
-        return {"n_completions": float(len(texts)), "first_target": float(probs[0].target), "skip": None}
+def test_a_nan_reward_does_not_reach_the_weights():
+    """A reward that returns NaN for one row: that row gets advantage 0, the policy stays finite (TRL's rule)."""
 
-    cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=3, max_new_tokens=2, progress=False)
-    hist = train_grpo(tiny_model(), problems, cfg, reward_fns=[reward], measure_fn=measure)
-    assert len(seen) == 2 and all(t in {p.target for p in problems} for _, t in seen)
-    assert hist[0]["n_completions"] == 6.0 and "skip" not in hist[0] and "accuracy" not in hist[0]
+    def flaky(completions, **kwargs):
+        return [float("nan")] + [float(c.startswith("7")) for c in completions[1:]]
+
+    model = tiny_model()
+    cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=3, lr=1e-2)
+    train_grpo(model, PROBLEMS, cfg, reward_fns=[flaky])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_trainers_share_one_backward():
+    """The optimiser step is written once: .backward() appears in exactly one place in toyds/."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "toyds"
+    hits = [(f.name, line) for f in sorted(root.glob("*.py")) for line in f.read_text().splitlines()
+            if ".backward(" in line and not line.strip().startswith("#")]
+    assert [name for name, _ in hits] == ["trainer.py"], hits

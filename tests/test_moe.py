@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from toyds.moe import Gate, MoE, MoEConfig, grouped_mm_available
+from toyds.dispatch import grouped_mm_available
+from toyds.moe import Gate, MoE, MoEConfig
 
 
 def logit(p):
@@ -156,83 +157,6 @@ def test_capacity_drops_tokens_past_the_limit():
     assert moe.dropped == 0 and moe.load.tolist() == [4.0, 0.0]
 
 
-# ----------------------------------------------------------------- balancing
-
-
-def test_aux_loss_by_hand():
-    cfg = MoEConfig(dim=2, n_experts=2, top_k=1, n_shared_experts=0, expert_dim=2, balance="aux_loss",
-                    aux_loss_alpha=0.1)
-    moe = MoE(cfg).train()
-    with torch.no_grad():
-        moe.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    x = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # picks experts 0, 0, 1
-    moe(x)
-    p = torch.softmax(x, -1)  # logits are x itself
-    f = torch.tensor([2 / 3, 1 / 3])
-    P = p.mean(0)
-    assert torch.allclose(moe.aux_loss, 0.1 * 2 * (f * P).sum())
-    # perfect balance: the loss is exactly alpha
-    moe(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    assert torch.allclose(moe.aux_loss, torch.tensor(0.1 * 2 * (0.5 * 0.5 + 0.5 * 0.5)))
-    moe.eval()
-    moe(x)
-    assert moe.aux_loss is None
-
-
-def test_aux_loss_gradient_pushes_probability_off_the_busy_expert():
-    torch.manual_seed(0)
-    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="aux_loss", aux_loss_alpha=1.0)
-    moe = MoE(cfg).train()
-    with torch.no_grad():
-        moe.gate.weight.zero_()
-        moe.gate.weight[0, 0] = 5.0
-    x = torch.randn(64, 8).abs()  # positive first feature: expert 0 takes everything
-    moe(x)
-    before = moe.aux_loss.item()
-    moe.aux_loss.backward()
-    with torch.no_grad():
-        moe.gate.weight -= 0.5 * moe.gate.weight.grad
-    moe(x)
-    assert moe.aux_loss.item() < before
-
-
-def test_bias_rule_by_hand():
-    cfg = MoEConfig(dim=4, n_experts=4, top_k=1, expert_dim=4, balance="bias", bias_update_speed=0.1)
-    moe = MoE(cfg).train()
-    moe._pending_load = torch.tensor([5.0, 1.0, 2.0, 0.0])  # mean 2
-    moe.update_bias()
-    # b_i += gamma * sign(mean - load_i): -0.1, +0.1, 0, +0.1
-    assert torch.allclose(moe.gate.bias, torch.tensor([-0.1, 0.1, 0.0, 0.1]))
-    assert moe._pending_load.sum() == 0
-    moe.update_bias()  # nothing recorded since: nothing changes
-    assert torch.allclose(moe.gate.bias, torch.tensor([-0.1, 0.1, 0.0, 0.1]))
-
-
-def test_bias_rule_balances_a_lopsided_router():
-    torch.manual_seed(0)
-    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="bias", bias_update_speed=0.02,
-                    score_func="sigmoid")
-    moe = MoE(cfg).train()
-    with torch.no_grad():
-        moe.gate.weight.copy_(torch.randn(4, 8))
-        moe.gate.weight[0] += 1.0
-    x = torch.randn(512, 8) + 0.5
-    moe(x)
-    first = moe.load.max() / moe.load.mean()
-    for _ in range(200):
-        moe(x)
-        moe.update_bias()
-    moe(x)
-    assert first > 1.8 and moe.load.max() / moe.load.mean() < 1.3
-
-
-def test_eval_forwards_do_not_move_the_bias():
-    moe = MoE(MoEConfig(dim=8, n_experts=4, expert_dim=4, balance="bias")).eval()
-    moe(torch.randn(20, 8))
-    moe.update_bias()
-    assert (moe.gate.bias == 0).all()
-
-
 # -------------------------------------------------------------------- config
 
 
@@ -252,8 +176,10 @@ def test_parameter_counts_by_hand():
         (dict(n_groups=4, topk_groups=1, top_k=3), "top_k=3 needs more experts than the 1 eligible groups of 2"),
         (dict(n_groups=8, topk_groups=2, balance="bias"), "groups of 1 are too small"),
         (dict(score_func="relu"), "score_func must be one of"),
-        (dict(balance="loss"), "balance must be one of"),
-        (dict(capacity_factor=0), "capacity_factor must be None or > 0, got 0"),
+        (dict(balance="loss"), "unknown balancing rule 'loss'"),
+        (dict(capacity_factor=0), "capacity_factor must be None or a finite number > 0, got 0"),
+        (dict(route_scale=float("nan")), "route_scale must be a finite number > 0, got nan"),
+        (dict(aux_loss_alpha=float("inf")), "aux_loss_alpha must be a finite number >= 0, got inf"),
         (dict(n_experts=0), "n_experts must be a positive integer, got 0"),
         (dict(n_shared_experts=-1), "n_shared_experts must be an integer >= 0"),
         (dict(dispatch="magic"), "dispatch must be one of"),
@@ -270,9 +196,9 @@ def test_padding_is_neither_routed_nor_counted():
     x = torch.randn(10, 16)
     real = torch.tensor([True] * 6 + [False] * 4)
     y = moe(x, real)
-    load, pending = moe.load.clone(), moe._pending_load.clone()
+    load, pending = moe.load.clone(), moe.pending_load.clone()
     assert load.sum() == 6 * 2 and moe.indices.shape == (6, 2)
-    moe._pending_load.zero_()
+    moe.pending_load.zero_()
     y_real = moe(x[:6])
     assert torch.allclose(y[:6], y_real, atol=1e-6) and torch.equal(moe.load, load)
     assert torch.allclose(y[6:], moe.shared_experts(x[6:]), atol=1e-6)  # padding gets the shared expert only
@@ -287,3 +213,18 @@ def test_the_model_does_not_route_its_pad_tokens():
     x = torch.tensor([[1, 5, 6, 7, 0, 0], [1, 8, 9, 10, 11, 12]])  # row 0 right-padded with <pad> (id 0)
     m(x)
     assert all(layer.load.sum() == 10 * 2 for layer in m.moe_layers())  # 10 real tokens, top-2 each
+
+
+def test_route_is_the_gates_routing_as_a_pure_function():
+    from toyds.moe import route
+
+    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, n_groups=2, topk_groups=1, balance="bias", score_func="sigmoid")
+    gate = Gate(cfg)
+    gate.bias.copy_(torch.tensor([0.0, 0.0, 0.6, 0.0]))
+    scores = torch.tensor([[0.9, 0.1, 0.3, 0.2]])
+    # the bias lifts expert 2's group (0.9 + 0.2 > 0.9 + 0.1) and chooses expert 2, but does not weight it
+    w, i = route(scores, cfg, gate.bias)
+    assert i.tolist() == [[2]] and torch.allclose(w, torch.tensor([[1.0]]))
+    w2, i2 = gate.route(scores)
+    assert torch.equal(w, w2) and torch.equal(i, i2)
+    assert route(scores, cfg)[1].tolist() == [[0]]  # no bias: the best expert

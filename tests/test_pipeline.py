@@ -32,3 +32,58 @@ def test_an_interrupted_run_keeps_finished_stages_and_resumes(tmp_path, monkeypa
     assert result["models"]["base"]["accuracy"] == base_before["accuracy"]
     assert set(result["models"]) == {"base", "r1_zero", "student", "student_logit_kd"}
     assert (stages / "student_logit_kd.pt").is_file()
+
+
+def _stage_files(tmp_path, cfg, stage="base"):
+    """A finished stage on disk, as run_pipeline leaves it, without training anything."""
+    import torch
+
+    from toyds.checkpoint import save_checkpoint
+    from toyds.model import GPT, make_config
+    from toyds.runs import write_json
+
+    run = pipeline.Run(tmp_path, cfg, "cpu", resume=True, log=lambda *a: None)
+    torch.manual_seed(0)
+    save_checkpoint(run.dir / f"{stage}.pt", GPT(make_config("tiny")), meta={"stage": stage})
+    write_json(run.dir / f"{stage}.metrics.json", {"accuracy": 0.5, "settings": run.settings(stage)})
+    return run.dir
+
+
+def _resume(tmp_path, cfg, stage="base"):
+    said = []
+    run = pipeline.Run(tmp_path, cfg, "cpu", resume=True, log=said.append)
+    ok = run.finished(stage, f"{stage}.pt") is not None and run.load(stage) is not None
+    return ok, said
+
+
+def test_resume_keeps_a_stage_only_when_its_settings_match(tmp_path):
+    _stage_files(tmp_path, TINY)
+    assert _resume(tmp_path, TINY) == (True, [])
+    ok, said = _resume(tmp_path, PipelineConfig(**{**TINY.__dict__, "seed": 7}))
+    assert not ok and said == ["base: finished with seed=0, this run has seed=7; running it again"]
+    # a setting only a later stage uses does not stop the base from resuming
+    assert _resume(tmp_path, PipelineConfig(**{**TINY.__dict__, "student_steps": 99}))[0]
+
+
+def test_resume_reads_the_checkpoint_and_the_metrics_before_trusting_them(tmp_path):
+    stages = _stage_files(tmp_path, TINY)
+    (stages / "base.pt").write_bytes(b"junk, not a checkpoint")
+    ok, said = _resume(tmp_path, TINY)
+    assert not ok and said[0].startswith("base: cannot resume (") and "running the stage again" in said[0]
+    # and running it again stops before any training: the junk is not a toyds checkpoint, so it is not replaced
+    with pytest.raises(ValueError, match="refusing to overwrite .*base.pt: it is a regular file but not a toyds"):
+        run_pipeline(tmp_path, TINY, resume=True, log=lambda *a: None)
+    (stages / "base.pt").unlink()
+    stages = _stage_files(tmp_path, TINY)
+    text = (stages / "base.metrics.json").read_text()
+    (stages / "base.metrics.json").write_text(text[: len(text) // 2])  # truncated
+    ok, said = _resume(tmp_path, TINY)
+    assert not ok and said[0].startswith(f"base: {stages / 'base.metrics.json'} is unreadable (")
+
+
+def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
+    run = pipeline.Run(tmp_path, TINY, "cpu", resume=True, log=lambda *a: None)
+    _stage_files(tmp_path, TINY, "student")
+    assert run.finished("student", "student.pt") is not None
+    run.ran("r1_zero", "r1_zero.pt")  # an earlier stage ran again: what came after it is stale
+    assert run.finished("student", "student.pt") is None

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from toyds.model import make_config
-from toyds.reward_model import RewardModel, RMConfig, as_reward_fn, train_reward_model
+from toyds.reward_model import RewardModel, as_reward_fn, train_reward_model
+from toyds.train import TrainConfig
 
 
 def rm():
@@ -27,8 +28,8 @@ def test_it_learns_a_learnable_label():
         texts.append(f"<bos>{a}+1=<answer>{a + 1}</answer><eos>")
         labels.append(0.0)
     m = rm()
-    losses = train_reward_model(m, texts, labels, RMConfig(steps=60, batch_size=32, lr=3e-3, progress=False))
-    assert losses[-1] < 0.2 < losses[0]
+    hist = train_reward_model(m, texts, labels, TrainConfig(steps=60, batch_size=32, lr=3e-3, warmup=5))
+    assert hist[-1]["loss"] < 0.2 < hist[0]["loss"] and len(hist) == 60
     scores = m.score(texts)
     assert sum((s > 0.5) == (y == 1.0) for s, y in zip(scores, labels)) / len(labels) > 0.95
 
@@ -42,4 +43,4 @@ def test_reward_fn_reads_prompt_plus_completion():
 
 def test_mismatched_labels_are_refused():
     with pytest.raises(ValueError, match="one label per text"):
-        train_reward_model(rm(), ["<bos>1+1="], [1.0, 0.0], RMConfig(steps=1, progress=False))
+        train_reward_model(rm(), ["<bos>1+1="], [1.0, 0.0], TrainConfig(steps=1, warmup=0))

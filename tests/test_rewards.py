@@ -257,6 +257,28 @@ def test_batched_forms_take_plain_and_chat_completions():
     assert accuracy_reward_batch(["<answer>1234567890</answer>"], [1234567890], max_digits=10) == [1.0]
 
 
+def test_chat_completions_whose_thinking_a_parser_moved_out_still_score():
+    """TRL (with a response schema) puts the thinking in reasoning_content and leaves only what followed
+    </think> in content; the format reward must see the completion the model wrote, not 0 for every one."""
+    parsed = [{"role": "assistant", "reasoning_content": "7+9=16;4+8+1=13;3+5+1=9;so 936",
+               "content": "<answer>936</answer>"}]
+    assert completion_text(parsed) == "<think>7+9=16;4+8+1=13;3+5+1=9;so 936</think><answer>936</answer>"
+    assert format_reward_batch([parsed]) == [1.0] and accuracy_reward_batch([parsed], [936]) == [1.0]
+    lfm = [{"role": "assistant", "thinking": "so 936", "content": "<answer>936</answer>"}]  # LFM2.5's field name
+    assert combined_reward_batch([lfm], [936]) == [1.5]
+    empty = [{"role": "assistant", "reasoning_content": "", "content": "<answer>936</answer>"}]
+    assert format_reward_batch([empty]) == [0.0]  # an empty thinking block still earns no format reward
+
+
+def test_r1_rewards_with_weights_are_the_combined_reward():
+    from toyds.rewards import R1_REWARDS, R1_WEIGHTS
+
+    texts = [GOOD, direct_completion(P), "<think>x</think><answer>935</answer>", "so 936"]
+    parts = [fn(completions=texts, answer=[936] * 4) for fn in R1_REWARDS]
+    weighted = [sum(w * p[i] for w, p in zip(R1_WEIGHTS, parts)) for i in range(4)]
+    assert weighted == combined_reward_batch(texts, [936] * 4)
+
+
 def test_batched_forms_score_junk_zero():
     junk = [None, 5, b"<answer>936</answer>", [], {"content": GOOD}, [{"role": "user", "content": GOOD}],
             [{"role": "assistant", "content": 5}], [{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}],

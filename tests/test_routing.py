@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from toyds import balance
+
 from toyds.model import GPT, make_config
 from toyds.routing import LoadCurve, load_stats, routed_tokens, specialisation, token_classes, validation_load
 
@@ -68,11 +70,13 @@ def test_dense_model_has_nothing_to_show():
 def test_load_curve_records_shares_every_n_steps():
     m = moe_model()
     curve = LoadCurve(layer=1, every=2)
+    m.train()
     for step in range(5):
-        m(torch.randint(3, 53, (2, 6)))
+        m(torch.randint(3, 53, (2, 6)))  # a training forward...
+        balance.after_step(m)  # ...and the step that consumes its load
         curve(step, m)
     assert [s for s, _ in curve.points] == [0, 2, 4]
-    last = m.moe_layers()[1].load
+    last = m.moe_layers()[1].step_load
     assert curve.points[-1][1] == pytest.approx((last / last.sum()).tolist()) and sum(curve.points[-1][1]) == pytest.approx(1)
     dense = LoadCurve()
     dense(0, GPT(make_config("tiny")))

@@ -2,11 +2,14 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from toyds.arithmetic import build_corpus, sample_problems
 from toyds.model import GPT, make_config
+from toyds.rope import segment_layout
 from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, collate, encode_pairs, lr_at, masked_lm_loss, train_supervised
+from toyds.train import (TrainConfig, collate, collate_packed, encode_pairs, lr_at, masked_lm_loss, pack,
+                         train_supervised)
 
 tok = Tokenizer()
 
@@ -55,7 +58,7 @@ def _run(seed, steps=30):
     torch.manual_seed(seed)
     m = GPT(make_config("tiny"))
     pairs = build_corpus(sample_problems(300, digits=(1, 2)), "direct")
-    h = train_supervised(m, pairs, TrainConfig(steps=steps, batch_size=16, warmup=min(5, steps - 1), seed=seed, progress=False))
+    h = train_supervised(m, pairs, TrainConfig(steps=steps, batch_size=16, warmup=min(5, steps - 1), seed=seed))
     return m, h
 
 
@@ -72,7 +75,7 @@ def test_moe_model_trains_and_updates_bias():
     torch.manual_seed(0)
     m = GPT(make_config("tiny", ffn="moe", moe=dict(balance="bias", bias_update_speed=0.01)))
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "think")
-    train_supervised(m, pairs, TrainConfig(steps=5, batch_size=8, warmup=1, progress=False))
+    train_supervised(m, pairs, TrainConfig(steps=5, batch_size=8, warmup=1))
     assert any(moe.gate.bias.abs().sum() > 0 for moe in m.moe_layers())
 
 
@@ -86,31 +89,70 @@ def test_bad_config_and_data():
 
 
 def test_recipe_is_the_documented_schedule():
-    cfg = TrainConfig.recipe(700, 1e-2, batch_size=32, seed=3, progress=False)
-    assert (cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup, cfg.batch_size, cfg.seed, cfg.progress) == \
-        (700, 1e-2, 1e-3, 50, 32, 3, False)
+    cfg = TrainConfig.recipe(700, 1e-2, batch_size=32, seed=3)
+    assert (cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup, cfg.batch_size, cfg.seed) == (700, 1e-2, 1e-3, 50, 32, 3)
     assert TrainConfig.recipe(200).warmup == 20 and TrainConfig.recipe(200).min_lr == 3e-3 / 10
 
 
-def test_length_buckets_pad_less_and_keep_every_example_possible():
-    import random as _random
+# ------------------------------------------------------------------ packing
 
-    from toyds.train import batches
 
-    # 90 short examples (3 tokens) and 10 long ones (30 tokens)
-    examples = [([1] * 3, 1)] * 90 + [([2] * 30, 1)] * 10
-    plain = TrainConfig(steps=100, batch_size=10)
-    bucketed = TrainConfig(steps=100, batch_size=10, length_buckets=8)
+def test_pack_by_hand():
+    assert pack([5, 3, 2, 4], 6) == [[0], [3, 2], [1]]  # 5 | 4 + 2 | 3, longest first, first fit
+    assert pack([2, 2, 2], 6) == [[0, 1, 2]]
+    with pytest.raises(ValueError, match="sequence of 7 positions does not fit a row of 6"):
+        pack([7], 6)
 
-    def padded_tokens(cfg, n=400):
-        stream = batches(examples, cfg, _random.Random(0))
-        return sum(len(b) * max(len(ids) for ids, _ in b) for b in (next(stream) for _ in range(n)))
 
-    # uniform batches of 10 nearly always hold a long example (1 - 0.9^10 = 65%), so pad to 30
-    assert padded_tokens(bucketed) < 0.6 * padded_tokens(plain)
-    stream = batches(examples, bucketed, _random.Random(1))
-    drawn = [ids[0] for _ in range(200) for ids, _ in next(stream)]
-    assert 0.05 < drawn.count(2) / len(drawn) < 0.15  # long examples as likely as before
-    assert [len(b) for b in (next(stream) for _ in range(16))] == [10] * 16
-    with pytest.raises(ValueError, match="length_buckets"):
-        TrainConfig(length_buckets=-1)
+def test_segment_layout_by_hand():
+    pos, mask = segment_layout(torch.tensor([[0, 0, 0, 1, 1, -1]]))
+    assert pos.tolist() == [[0, 1, 2, 0, 1, 0]]
+    allowed = mask[0, 0].int().tolist()
+    assert allowed[2] == [1, 1, 1, 0, 0, 0]  # the third token of sequence 0 sees its own sequence
+    assert allowed[4] == [0, 0, 0, 1, 1, 0]  # the second token of sequence 1 never sees sequence 0
+    assert allowed[5] == [0, 0, 0, 0, 0, 1]  # padding sees only itself
+
+
+@pytest.mark.parametrize("ffn", ["dense", "moe"])
+@torch.no_grad()
+def test_a_packed_batch_gives_each_sequence_its_unpacked_loss(ffn):
+    torch.manual_seed(0)
+    model = GPT(make_config("tiny", ffn=ffn, moe=dict(n_experts=4, balance="none") if ffn == "moe" else None)).eval()
+    tok = Tokenizer()
+    examples = encode_pairs(build_corpus(sample_problems(12, digits=(1, 2, 3)), "base", seed=1), tok)
+    x, y, m = collate(examples, tok.pad_id)  # (12, T): one example per row
+    px, py, pm, seg = collate_packed(examples, tok.pad_id)  # fewer rows, several examples each
+    assert len(px) < len(x) and int(pm.sum()) == int(m.sum())
+    nll = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    pnll = F.cross_entropy(model(px, segments=seg).flatten(0, 1), py.flatten(), reduction="none").view(py.shape)
+    # each example's loss, packed and unpacked: rows are in a different order, so compare example by example
+    unpacked = sorted(round(float((nll[i] * m[i]).sum()), 4) for i in range(len(x)))
+    packed = sorted(round(float((pnll[r] * pm[r] * (seg[r] == k)).sum()), 4)
+                    for r in range(len(px)) for k in range(int(seg[r].max()) + 1))
+    assert unpacked == pytest.approx(packed, abs=2e-4)
+    assert masked_lm_loss(model(px, segments=seg), py, pm).item() == pytest.approx(masked_lm_loss(model(x), y, m).item(),
+                                                                                   abs=1e-5)
+
+
+def test_packed_and_unpacked_training_agree():
+    pairs = build_corpus(sample_problems(300, digits=(1, 2)), "base")
+    runs = []
+    for packed in (True, False):
+        torch.manual_seed(0)
+        m = GPT(make_config("tiny"))
+        h = train_supervised(m, pairs, TrainConfig(steps=5, batch_size=16, warmup=1, pack=packed))
+        runs.append((m, h))
+    (a, ha), (b, hb) = runs
+    assert [r["loss"] for r in ha] == pytest.approx([r["loss"] for r in hb], abs=1e-4)
+    assert ha[0]["tokens"] == hb[0]["tokens"] and ha[0]["slots"] < hb[0]["slots"]  # same tokens, fewer slots
+    assert all(torch.allclose(p, q, atol=1e-4) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_model_with_mtp_trains_its_modules_in_the_same_step():
+    torch.manual_seed(0)
+    m = GPT(make_config("tiny", mtp_depth=2))
+    before = [p.clone() for p in m.mtp.parameters()]
+    pairs = build_corpus(sample_problems(100, digits=(1, 2)), "think")
+    h = train_supervised(m, pairs, TrainConfig(steps=3, batch_size=8, warmup=1, mtp_lambda=0.3))
+    assert all(math.isclose(r["loss"], r["loss_main"] + 0.3 * r["loss_mtp"], rel_tol=1e-5) for r in h)
+    assert not all(torch.equal(a, b) for a, b in zip(before, m.mtp.parameters()))

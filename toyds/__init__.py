@@ -4,7 +4,10 @@ One concept per module:
     tokenizer.py     characters and the <think>/<answer> tags
     arithmetic.py    problems, worked traces and base-model corpora
     layers.py        RMSNorm and SwiGLU
-    model.py         the tiny GPT (dense or mixture-of-experts feed-forward)
+    rope.py          rotary positions
+    model.py         the tiny GPT (dense or mixture-of-experts feed-forward; MHA or MLA)
+    mla.py           Multi-head Latent Attention and its small KV cache
+    mtp.py           multi-token prediction and self-speculative decoding
     moe.py           DeepSeek-V3 routing, shared experts, load balancing, dispatch
     routing.py       what the router did: load balance and expert specialisation
     train.py         supervised training (pretraining and SFT)

@@ -30,12 +30,15 @@ of its text falls in a fixed 20% bucket, whatever seed or size a run asks for.
 
 from __future__ import annotations
 
+import functools
 import random
 import zlib
 from dataclasses import dataclass, field
 
+from toyds.tokenizer import ANSWER, BOS, END_ANSWER, END_THINK, EOS, THINK
+
 OPS = ("+", "-", "x")
-MAX_DIGITS = 4
+MAX_OPERAND_DIGITS = 4  # the hardest problems: 4-digit operands
 HELDOUT_PERCENT = 20  # share of every (op, digits) cell that is held out, by hash
 
 
@@ -56,7 +59,11 @@ class Problem:
         return f"{self.a}{self.op}{self.b}"
 
     def prompt(self) -> str:
-        return f"<bos>{self.text}="
+        return f"{BOS}{self.text}="
+
+    def columns(self) -> dict:
+        """What reward functions receive about this problem (as TRL passes dataset columns)."""
+        return {"answer": self.answer}
 
 
 def is_heldout(p: Problem) -> bool:
@@ -66,13 +73,34 @@ def is_heldout(p: Problem) -> bool:
 
 def _check_request(digits, ops) -> None:
     for d in digits:
-        if not (isinstance(d, int) and 1 <= d <= MAX_DIGITS):
-            raise ValueError(f"digits must be integers in 1..{MAX_DIGITS}, got {d!r}")
+        if not (isinstance(d, int) and 1 <= d <= MAX_OPERAND_DIGITS):
+            raise ValueError(f"digits must be integers in 1..{MAX_OPERAND_DIGITS}, got {d!r}")
     for op in ops:
         if op not in OPS:
             raise ValueError(f"unknown operation {op!r}; valid operations are {OPS}")
     if not digits or not ops:
         raise ValueError(f"need at least one digit count and one operation, got {digits!r}, {ops!r}")
+
+
+def parse_digits(text: str) -> tuple[int, ...]:
+    """'1,2,3' -> (1, 2, 3): the one command-line syntax for difficulty levels (the CLI and every example)."""
+    parts = [t.strip() for t in str(text).split(",")]
+    if not all(p.isascii() and p.isdigit() and 1 <= int(p) <= MAX_OPERAND_DIGITS for p in parts):
+        raise ValueError(f"--digits must be comma-separated digit counts from 1 to {MAX_OPERAND_DIGITS}, got {text!r}")
+    digits = tuple(int(p) for p in parts)
+    if len(set(digits)) != len(digits):
+        raise ValueError(f"--digits {text!r} repeats a digit count")
+    return digits
+
+
+def parse_ops(text: str) -> tuple[str, ...]:
+    """'+,-,x' -> ('+', '-', 'x'): the one command-line syntax for operations."""
+    ops = tuple(t.strip() for t in str(text).split(","))
+    if any(op not in OPS for op in ops):
+        raise ValueError(f"--ops must be comma-separated operations from {' '.join(OPS)}, got {text!r}")
+    if len(set(ops)) != len(ops):
+        raise ValueError(f"--ops {text!r} repeats an operation")
+    return ops
 
 
 def random_problem(rng: random.Random, digits: int, op: str) -> Problem:
@@ -87,35 +115,81 @@ def random_problem(rng: random.Random, digits: int, op: str) -> Problem:
     return Problem(a, op, b, digits)
 
 
+def cell_size(digits: int, op: str) -> int:
+    """How many distinct problems a (digits, op) cell holds, both splits together."""
+    m = 10 if digits == 1 else 9 * 10 ** (digits - 1)  # d-digit numbers (0-9 for one digit)
+    return {"+": m * m, "-": m * (m + 1) // 2, "x": m * 8}[op]  # "-" keeps a >= b; "x" by 2..9
+
+
+@functools.lru_cache(maxsize=None)
+def split_size(digits: int, op: str, heldout: bool) -> int:
+    """How many distinct problems of a cell fall in one split, by listing them all (small cells only)."""
+    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    count = 0
+    for a in range(lo, hi + 1):
+        for b in range(2, 10) if op == "x" else range(lo, a + 1) if op == "-" else range(lo, hi + 1):
+            count += is_heldout(Problem(a, op, b, digits)) == heldout
+    return count
+
+
+def _supply(cell: tuple[int, str], heldout: bool, need: int) -> int:
+    """min(need, distinct problems of `cell` in the split), without listing a big cell."""
+    # a split holds about 20% (test) or 80% (train) of every cell, so a need below a tenth
+    # of the cell is always met; only then is the cell worth listing (4-digit + holds 81M)
+    if need * 10 < cell_size(*cell):
+        return need
+    return min(need, split_size(*cell, heldout))
+
+
 def sample_problems(
-    n: int, digits=(1, 2, 3), ops=("+",), split: str = "train", seed: int = 0, unique: bool = False
+    n: int, digits=(1, 2, 3), ops=("+",), split: str = "train", seed: int = 0, unique: bool = False,
+    allow_fewer: bool = False,
 ) -> list[Problem]:
     """n problems, difficulties and operations cycled evenly, from one split.
 
     split="train" never returns a held-out problem and split="test" only returns
-    held-out ones. unique=True returns distinct problems (for evaluation); a cell
-    with fewer distinct problems than asked for (1-digit addition has only ~20
-    held-out) contributes what it has.
+    held-out ones. unique=True returns distinct problems (for evaluation). Some
+    cells are small: 1-digit addition has only 21 held-out problems. Asking a cell
+    for more distinct problems than it holds raises a ValueError, unless
+    allow_fewer=True: then a cell that runs out gives every problem it has and the
+    other cells make up the rest (an evaluation set of "100 per digit count" then
+    holds all 21 one-digit sums).
     """
     digits, ops = tuple(digits), tuple(ops)
     _check_request(digits, ops)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not (isinstance(n, int) and n >= 0):
+        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
     want_heldout = split == "test"
+    cells = [(d, op) for d in digits for op in ops]  # visited in turn
+    if unique and not allow_fewer:  # can every cell give its share? (cell i gets every len(cells)-th problem)
+        for i, (d, op) in enumerate(cells):
+            asked = n // len(cells) + (i < n % len(cells))
+            if (have := _supply((d, op), want_heldout, asked)) < asked:
+                raise ValueError(
+                    f"the {split} split holds only {have} distinct {d}-digit {op!r} problems, but {asked} were "
+                    f"asked of that cell (n={n} over {len(cells)} cells); ask for fewer, or pass "
+                    f"allow_fewer=True to take every one there is"
+                )
     rng = random.Random(f"{seed}-{split}")
-    active = [(d, op) for d in digits for op in ops]  # cells, visited in turn
+    active = list(cells)
     out, seen, k = [], set(), 0
-    misses = dict.fromkeys(active, 0)
+    taken, misses = dict.fromkeys(cells, 0), dict.fromkeys(cells, 0)
     while len(out) < n and active:
         cell = active[k % len(active)]
         p = random_problem(rng, *cell)
         if is_heldout(p) != want_heldout or (unique and p in seen):
             misses[cell] += 1
-            if misses[cell] >= 2000:  # this cell has no more problems to give
-                active.remove(cell)
+            # Has this cell run out? Only a unique draw can empty one. Checking first after
+            # 2,000 misses keeps the random stream, and so every seed's draws, what it was
+            # when 2,000 misses dropped a cell unchecked (that dropped cells with plenty left).
+            if unique and misses[cell] >= 2000 and _supply(cell, want_heldout, taken[cell] + 1) <= taken[cell]:
+                active.remove(cell)  # only reached with allow_fewer=True: the check above guards the rest
             continue
         seen.add(p)
         out.append(p)
+        taken[cell] += 1
         k += 1
     return out
 
@@ -170,15 +244,15 @@ def trace_answer(text: str) -> int | None:
 
 
 def direct_completion(p: Problem) -> str:
-    return f"<answer>{p.answer}</answer><eos>"
+    return f"{ANSWER}{p.answer}{END_ANSWER}{EOS}"
 
 
 def think_completion(p: Problem) -> str:
-    return f"<think>{trace(p)}</think><answer>{p.answer}</answer><eos>"
+    return f"{THINK}{trace(p)}{END_THINK}{ANSWER}{p.answer}{END_ANSWER}{EOS}"
 
 
 def untagged_completion(p: Problem) -> str:
-    return f"{trace(p)}<eos>"
+    return f"{trace(p)}{EOS}"
 
 
 @dataclass

@@ -4,21 +4,30 @@
     toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
+    toyds quantize --model runs/pipeline/stages/student.pt          # the student as int8: size, speed, accuracy
+    toyds check --list                                 # the workshop's exercises (workshop/README.md)
+    toyds check advantages --file my_advantages.py     # check a participant's exercise
 
-Every subcommand runs on the CPU by default and takes --device.
+Every subcommand runs on the CPU by default and takes --device. Every flag is checked
+before any work starts: a bad one gets one line naming it and its valid range, and
+exit code 2. `train` and `quantize` never replace anything at --out but a toyds
+checkpoint (or, with --force, a regular file).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, sample_problems
+from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, parse_digits, parse_ops, sample_problems
 from toyds.model import PRESETS
+from toyds.seeds import add_seed_args
+from toyds.tokenizer import END_THINK, THINK
 
 
 def parse_problem(text: str) -> Problem:
@@ -36,15 +45,46 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
 
 
+# Every flag is checked before any work starts, and a bad one gets one line naming the flag
+# and what it may be (main prints it and exits with 2), never a traceback minutes later.
+
+
+def _at_least(flag: str, value: int, low: int = 1) -> None:
+    if value < low:
+        raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
+
+
+def _finite(flag: str, value: float, low: float, low_ok: bool) -> None:
+    if not (math.isfinite(value) and (value >= low if low_ok else value > low)):
+        raise ValueError(f"{flag} must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}")
+
+
+def _prompt(problem: Problem, model, tok) -> list[int]:
+    """The prompt's tokens, if the model's context holds them with room for an answer."""
+    prompt = tok.encode(problem.prompt())  # <bos>, the problem's characters, "="
+    if len(prompt) >= model.cfg.block_size:
+        text = problem.text if len(problem.text) <= 24 else f"{problem.text[:12]}...{problem.text[-8:]}"
+        raise ValueError(
+            f"PROBLEM {text} has {len(problem.text)} characters, but this model's context holds "
+            f"{model.cfg.block_size} tokens: a problem may have at most {model.cfg.block_size - 3} characters "
+            f"(<bos>, '=' and one answer token fill the rest)"
+        )
+    return prompt
+
+
 def cmd_train(args) -> int:
-    from toyds.checkpoint import save_checkpoint
+    from toyds.checkpoint import check_writable, save_checkpoint
     from toyds.evaluate import evaluate, format_table
     from toyds.model import GPT, make_config
     from toyds.train import TrainConfig, train_supervised
 
+    digits, ops = parse_digits(args.digits), parse_ops(args.ops)  # the one syntax (toyds/arithmetic.py)
+    for flag, value in [("--steps", args.steps), ("--batch-size", args.batch_size), ("--problems", args.problems)]:
+        _at_least(flag, value)
+    _finite("--lr", args.lr, 0, low_ok=False)
+    check_writable(args.out, force=args.force)  # before minutes of training, not after
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    digits, ops = tuple(int(d) for d in args.digits.split(",")), tuple(args.ops.split(","))
     problems = sample_problems(args.problems, digits=digits, ops=ops, seed=args.seed)
     model = GPT(make_config(args.preset, ffn=args.ffn)).to(args.device)
     print(f"{args.preset} {args.ffn} model: {model.params_total():,} parameters "
@@ -52,11 +92,12 @@ def cmd_train(args) -> int:
     t0 = time.perf_counter()
     cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, args.seed)
     train_supervised(model, build_corpus(problems, args.corpus, seed=args.seed), cfg)
-    test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True)
+    test = sample_problems(50 * len(digits) * len(ops), digits=digits, ops=ops, split="test", unique=True,
+                           allow_fewer=True)  # 1-digit cells hold fewer than 50
     res = evaluate(model, test)
     print(f"trained in {time.perf_counter() - t0:.0f}s; held-out greedy accuracy:")
     print(format_table({args.corpus: res}, [str(d) for d in digits]))
-    save_checkpoint(args.out, model, meta={"corpus": args.corpus, "accuracy": res["accuracy"]})
+    save_checkpoint(args.out, model, meta={"corpus": args.corpus, "accuracy": res["accuracy"]}, force=args.force)
     print(f"saved {args.out}")
     return 0
 
@@ -66,15 +107,17 @@ def cmd_solve(args) -> int:
     from toyds.rewards import accuracy_reward, extract_answer, format_reward
     from toyds.sampling import generate
 
+    _finite("--temperature", args.temperature, 0, low_ok=True)
+    _at_least("--samples", args.samples)
     torch.set_num_threads(args.threads)
     problem = parse_problem(args.problem)
     model, tok, _ = load_checkpoint(args.model, args.device)
-    prompt = tok.encode(problem.prompt())
+    prompt = _prompt(problem, model, tok)
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
     g = generate(model, [prompt] * args.samples, model.cfg.block_size - len(prompt),
                  temperature=args.temperature, tokenizer=tok, generator=gen)
     for text in g.texts:
-        think = text.split("<think>", 1)[1].split("</think>", 1)[0] if "<think>" in text and "</think>" in text else None
+        think = text.split(THINK, 1)[1].split(END_THINK, 1)[0] if THINK in text and END_THINK in text else None
         print(f"{problem.prompt()}{text}")
         if think is not None:
             print("  thinking: " + "\n            ".join(think.split(";")))
@@ -93,7 +136,7 @@ def cmd_experts(args) -> int:
     model, tok, _ = load_checkpoint(args.model, args.device)
     if not model.moe_layers():
         raise ValueError(f"{args.model} is a dense model (ffn='dense'): it has no experts to show")
-    prompt = tok.encode(problem.prompt())
+    prompt = _prompt(problem, model, tok)
     g = generate(model, [prompt], model.cfg.block_size - len(prompt), temperature=0.0, tokenizer=tok)
     text = problem.prompt() + g.texts[0]
     classes, per_layer = routed_tokens(model, [text])
@@ -110,15 +153,127 @@ def cmd_experts(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from toyds.pipeline import QUICK, PipelineConfig, run_pipeline
-    from toyds.runs import write_metrics
+    from dataclasses import asdict
 
+    from toyds.pipeline import CLAIMS, HEADLINE, QUICK, PipelineConfig, run_seed
+    from toyds.runs import check_out_dir, write_metrics
+    from toyds.seeds import run_seeds
+
+    check_out_dir(args.out)
     torch.set_num_threads(args.threads)
-    cfg = PipelineConfig(seed=args.seed, **(QUICK if args.quick else {}))
-    metrics = run_pipeline(args.out, cfg, device=args.device, resume=args.resume)
-    print(f"\ntotal {metrics['seconds_total']:.0f}s")
+    args.config = {k: v for k, v in asdict(PipelineConfig(**(QUICK if args.quick else {}))).items() if k != "seed"}
+    t0 = time.perf_counter()
+    metrics = run_seeds(run_seed, args, HEADLINE, CLAIMS)
+    print(f"\ntotal {time.perf_counter() - t0:.0f}s")
     write_metrics(args.out, metrics)
     return 0
+
+
+def _sizes(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"--batch-sizes {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,64")
+    return [int(p) for p in parts]
+
+
+def cmd_quantize(args) -> int:
+    import os
+    import statistics
+    import tempfile
+
+    from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
+    from toyds.evaluate import evaluate
+    from toyds.quantize import is_quantized, quantize_model, weight_bytes
+    from toyds.runs import write_json
+    from toyds.sampling import generate, left_pad
+
+    digits, ops = parse_digits(args.digits), parse_ops(args.ops)
+    batch_sizes = _sizes(args.batch_sizes)
+    for flag, value in [("--eval-per-digit", args.eval_per_digit), ("--repeats", args.repeats)]:
+        _at_least(flag, value)
+    if args.out is not None:
+        check_writable(args.out, force=args.force)
+    torch.set_num_threads(args.threads)
+    model, tok, _ = load_checkpoint(args.model, args.device)
+    if is_quantized(model):
+        raise ValueError(f"{args.model} is already an int8 model; give the float32 checkpoint it came from")
+    model.eval()
+    models = {"float32": model, "int8": quantize_model(model)}
+    test = sample_problems(args.eval_per_digit * len(digits) * len(ops), digits=digits, ops=ops, split="test",
+                           unique=True, allow_fewer=True)
+    prompts = [tok.encode(p.prompt()) for p in test]
+    res = {name: {"weight_bytes": weight_bytes(m)} for name, m in models.items()}
+
+    # 1. file size: both written by save_checkpoint, the same way
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, m in models.items():
+            res[name]["file_bytes"] = os.path.getsize(save_checkpoint(Path(tmp) / f"{name}.pt", m))
+    # 2. held-out accuracy (greedy), and how often int8 writes exactly the float32 model's completion
+    records = {}
+    for name, m in models.items():
+        summary, records[name] = evaluate(m, test, return_records=True)
+        res[name]["accuracy"] = summary["accuracy"]
+    same = [a["completion"] == b["completion"] for a, b in zip(records["float32"], records["int8"])]
+    with torch.no_grad():  # the logits on the float model's own completions
+        texts = [tok.encode(p.prompt() + r["completion"])[: model.cfg.block_size]
+                 for p, r in zip(test, records["float32"])]
+        ids, mask = left_pad(texts, tok.pad_id, args.device)
+        diff = (models["float32"](ids, pad_mask=mask) - models["int8"](ids, pad_mask=mask)).abs()[mask]
+    # 3. decode tokens/s, greedy with the KV cache; float32 and int8 alternate, median of --repeats
+    for bs in batch_sizes:  # at least 16 prompts per timing, in batches of bs
+        todo = [prompts[i % len(prompts)] for i in range(max(bs, 16))]
+        batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+        times, tokens = {name: [] for name in models}, {}
+        for _ in range(args.repeats):
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                gens = [generate(m, b, model.cfg.block_size - max(map(len, b)), temperature=0, tokenizer=tok)
+                        for b in batches]
+                times[name].append(time.perf_counter() - t0)
+                tokens[name] = sum(int(g.completion_mask.sum()) for g in gens)
+        for name in models:
+            res[name][f"tokens_per_s_batch_{bs}"] = tokens[name] / statistics.median(times[name])
+
+    f, q = res["float32"], res["int8"]
+    print(f"{args.model}: {model.params_total():,} parameters, {len(test)} held-out problems")
+    print(f"{'':<26}{'float32':>12}{'int8':>12}{'int8 / float32':>16}")
+    rows = [("file size (KB)", "file_bytes", 1 / 1000), ("weights (KB)", "weight_bytes", 1 / 1000)]
+    rows += [(f"decode tokens/s, batch {bs}", f"tokens_per_s_batch_{bs}", 1) for bs in batch_sizes]
+    rows += [("held-out accuracy", "accuracy", 1)]
+    for label, key, unit in rows:
+        ratio = q[key] / f[key] if f[key] else float("nan")
+        digits_ = 3 if key == "accuracy" else 1
+        print(f"{label:<26}{f[key] * unit:>12.{digits_}f}{q[key] * unit:>12.{digits_}f}{ratio:>16.2f}")
+    agreement = sum(same) / len(same)
+    print(f"int8 writes the float32 model's exact completion for {agreement:.1%} of the problems; "
+          f"logits differ by at most {diff.max():.4f} (mean {diff.mean():.5f})")
+    metrics = {"float32": f, "int8": q, "same_completion": agreement, "max_abs_logit_diff": float(diff.max()),
+               "mean_abs_logit_diff": float(diff.mean()), "problems": len(test), "model": str(args.model)}
+    if args.out is not None:
+        save_checkpoint(args.out, models["int8"], meta={"quantized_from": str(args.model)}, force=args.force)
+        print(f"saved {args.out}")
+    if args.metrics is not None:
+        print(f"wrote {write_json(args.metrics, metrics)}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    """The workshop's checker (toyds/workshop.py): 0 when every case passes, 1 otherwise."""
+    import os
+
+    from toyds.workshop import list_exercises, run_check
+
+    if args.list or args.exercise is None:
+        list_exercises()
+        return 0 if args.list else 2
+    _finite("--timeout", args.timeout, 0, low_ok=False)
+    torch.set_num_threads(args.threads)
+    report = run_check(args.exercise, args.file, timeout=args.timeout)
+    if report.timed_out:  # the participant's code is still running in a thread Python cannot stop
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,10 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=700, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
     p.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (tiny models like it high)")
-    p.add_argument("--digits", default="1,2,3", help="comma-separated digit counts")
-    p.add_argument("--ops", default="+", help="comma-separated operations from + - x")
+    p.add_argument("--digits", default="1,2,3", help="difficulty levels: digits per operand, comma-separated")
+    p.add_argument("--ops", default="+", help="operations from + - x, comma-separated, e.g. +,-,x")
     p.add_argument("--problems", type=int, default=20000, help="training problems to draw")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
     _common(p)
     p.set_defaults(fn=cmd_train)
 
@@ -157,20 +314,50 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=cmd_experts)
 
+    p = sub.add_parser("quantize", help="int8 copy of a model: file size, decode speed and accuracy vs float32",
+                       formatter_class=fmt)
+    p.add_argument("--model", type=Path, required=True, help="float32 checkpoint to quantise (e.g. a student)")
+    p.add_argument("--out", type=Path, default=None, help="write the int8 checkpoint here; without it, only measure")
+    p.add_argument("--metrics", type=Path, default=None, help="write the figures as JSON to this file")
+    p.add_argument("--digits", default="1,2,3", help="held-out problems: digits per operand, comma-separated")
+    p.add_argument("--ops", default="+", help="held-out problems: operations from + - x, comma-separated")
+    p.add_argument("--eval-per-digit", type=int, default=100, help="held-out problems per digit count and operation")
+    p.add_argument("--batch-sizes", default="1,64", help="prompts decoded together in the speed timings")
+    p.add_argument("--repeats", type=int, default=3, help="timings per batch size and model (the median is shown)")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
+    _common(p)
+    p.set_defaults(fn=cmd_quantize)
+
     p = sub.add_parser("pipeline", help="the whole R1 story: MoE base, R1-Zero, rejection sampling, distillation",
                        formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("runs/pipeline"), help="directory for stages, metrics, pictures")
     p.add_argument("--quick", action="store_true", help="a small run (under 2 minutes) that still runs every stage")
-    p.add_argument("--resume", action="store_true", help="skip stages already finished in --out")
+    p.add_argument("--resume", action="store_true", help="skip stages already finished in --out (if their settings match)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _common(p)
+    add_seed_args(p)
     p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("check", help="check a workshop exercise: toyds check NAME [--file PATH], or --list",
+                       formatter_class=fmt)
+    p.add_argument("exercise", nargs="?", help="the exercise, e.g. advantages (toyds check --list names them all)")
+    p.add_argument("--file", type=Path, default=None,
+                   help="your Python file (default: the stub workshop/exercises/EXERCISE.py)")
+    p.add_argument("--list", action="store_true", help="list the exercises and the toyds function each mirrors")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds a case may run before it counts as a hang")
+    _common(p)
+    p.set_defaults(fn=cmd_check, threads=1)
     return ap
 
 
 def main(argv=None) -> int:
+    from toyds.runs import check_device
+
     args = build_parser().parse_args(argv)
     try:
+        _at_least("--threads", args.threads)
+        check_device(args.device)  # the examples' check: "not usable here", never "corrupt checkpoint"
         return args.fn(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"toyds {args.command}: error: {e}", file=sys.stderr)

@@ -3,7 +3,8 @@
 DeepSeek-R1 built its small dense models by fine-tuning them on 800k samples the big
 model wrote, kept only if right and readable (sections 2.3.3, 2.4), and found this
 beats running the same RL on the small model (4.1). That is *sequence-level*
-(black-box) distillation: only text passes from teacher to student. *White-box*
+(black-box) distillation (toyds/rejection.py makes its data; toyds/train.py fits
+it): only text passes from teacher to student. *White-box*
 distillation also matches the teacher's next-token distributions, softened by a
 temperature tau (Hinton et al. 2015):
 
@@ -18,9 +19,11 @@ On-policy (GKD, Agarwal et al. 2024): the student writes the completions and the
 teacher scores each of its tokens, so it is corrected on the mistakes it makes.
 
 How the toy differs: all toyds models share one character vocabulary, so the two
-distributions line up by construction; the filter is toyds/rewards.py's rules (R1 also
-used a model judge and dropped mixed-language chains); GKD's on/off-policy mix is a
-fixed share of steps, not a coin per batch. Shown in examples/04_distillation.py.
+distributions line up by construction; GKD's on/off-policy mix is a fixed share of
+steps, not a coin per batch. Against TRL (trl.experimental.gkd's GKDTrainer and
+DistillationTrainer, generalized_jsd_loss): the same jsd and beta, whose limits 0 and
+1 are our "forward" and "reverse"; TRL does not multiply by tau^2.
+Shown in examples/04_distillation.py.
 
 Shapes: B batch, T time (positions), V vocabulary, P padded prompt, N new tokens.
 """
@@ -29,20 +32,16 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from toyds.arithmetic import Problem
-from toyds.evaluate import complete
-from toyds.rewards import accuracy_reward, format_reward
+from toyds.layers import evaluating
 from toyds.sampling import generate
 from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, collate, encode_pairs, lr_at, make_optimizer, masked_lm_loss
+from toyds.train import TrainConfig, collate, collate_packed, encode_pairs, lr_at, masked_lm_loss
+from toyds.trainer import fit, make_optimizer
 
 KINDS = ("forward", "reverse", "jsd")
 
@@ -110,57 +109,6 @@ def check_compatible(teacher, student, longest: int | None = None) -> None:
                                  f"(teacher {teacher.cfg.block_size}, student {student.cfg.block_size})")
 
 
-# ---------------------------------------------- black box: rejection sampling
-
-
-def correct_and_formatted(completion: str, problem: Problem) -> bool:
-    """The default filter: right answer, <think>...</think><answer>...</answer> format, and finished.
-
-    "Finished" (ends in <eos>) is my addition: a student fine-tuned on text that
-    never stops would learn to run on to the block limit.
-    """
-    return (accuracy_reward(completion, problem.answer) == 1 and format_reward(completion) == 1
-            and completion.rstrip().endswith("<eos>"))
-
-
-def rejection_sample(teacher, problems: list[Problem], k: int, temperature: float = 1.0,
-                     max_new_tokens: int | None = None, seed: int = 0,
-                     keep: Callable[[str, Problem], bool] | None = None, prefix: str = "",
-                     dedupe: bool = False) -> tuple[list[tuple[str, str]], dict]:
-    """The teacher writes k completions per problem; the ones `keep` accepts become SFT pairs.
-
-    Returns (pairs, stats): pairs are (prompt, completion) strings for
-    toyds.train.train_supervised, in problem order; stats = {"samples", "kept",
-    "keep_rate", "problems", "problems_kept" (at least one kept), "coverage",
-    "pairs" (returned, after any dedupe)}. keep(completion, problem) -> bool.
-    Duplicates are kept by default, so a problem the teacher solves the same way k
-    times weighs k times; dedupe=True keeps one copy of each (prompt, completion).
-    prefix is forced at the start of every completion (e.g. "<think>") and is part
-    of the pair, as toyds.evaluate.complete returns it.
-    """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k (samples per problem) must be an integer >= 1, got {k!r}")
-    if not problems:
-        raise ValueError("no problems given to rejection_sample")
-    keep = keep or correct_and_formatted
-    # 1. the teacher samples k completions per problem (text is all we take from it)
-    texts = complete(teacher, problems, temperature, k, max_new_tokens, seed=seed, prefix=prefix)
-    # 2. the rule-based reward keeps the right, well-formed ones
-    accepted = [bool(keep(t, problems[j // k])) for j, t in enumerate(texts)]
-    pairs, seen, solved = [], set(), 0
-    for i, p in enumerate(problems):
-        kept_here = [(p.prompt(), texts[j]) for j in range(i * k, (i + 1) * k) if accepted[j]]
-        solved += bool(kept_here)
-        for pair in kept_here:
-            if not (dedupe and pair in seen):
-                seen.add(pair)
-                pairs.append(pair)
-    n, kept = len(texts), sum(accepted)
-    stats = {"samples": n, "kept": kept, "keep_rate": kept / n, "problems": len(problems),
-             "problems_kept": solved, "coverage": solved / len(problems), "pairs": len(pairs)}
-    return pairs, stats
-
-
 # ------------------------------------------------ white box: logit distillation
 
 
@@ -209,37 +157,37 @@ def teacher_logprobs(teacher, examples: list[tuple[list[int], int]], batch_size:
     softmax(logits / tau), the constant log Z cancels.
     """
     tok, device = Tokenizer(), next(teacher.parameters()).device
-    was = teacher.training
-    teacher.eval()
     out = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        x, _, _ = collate(chunk, tok.pad_id, device)  # (b, T)
-        logp = torch.log_softmax(teacher(x).float(), -1)  # (b, T, V)
-        out += [row[: len(ids) - 1].cpu() for row, (ids, _) in zip(logp, chunk)]
-    teacher.train(was)
+    with evaluating(teacher):
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i : i + batch_size]
+            x, _, _ = collate(chunk, tok.pad_id, device)  # (b, T)
+            logp = torch.log_softmax(teacher(x).float(), -1)  # (b, T, V)
+            out += [row[: len(ids) - 1].cpu() for row, (ids, _) in zip(logp, chunk)]
     return out
 
 
-def stack_cached(rows: list[torch.Tensor], T: int, device) -> torch.Tensor:
-    """Right-pad cached (len_i, V) rows to one (B, T, V) tensor, as collate pads the batch."""
-    out = torch.zeros(len(rows), T, rows[0].shape[-1], device=device)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r.to(device)
+def stack_cached(rows: list[torch.Tensor], T: int, device, layout=None, n_rows: int | None = None) -> torch.Tensor:
+    """Cached (len_i, V) rows as one (B, T, V) tensor, laid out as the batch was: right-padded one per
+    row as `collate` does, or at their (row, offset) in packed rows (layout from collate_packed)."""
+    layout = layout or [(i, 0, i) for i in range(len(rows))]
+    out = torch.zeros(n_rows or len(rows), T, rows[0].shape[-1], device=device)
+    for r, at, i in layout:
+        out[r, at : at + len(rows[i])] = rows[i].to(device)
     return out
 
 
-def off_policy_losses(student, teacher, x, y, m, cfg: KDConfig, t_logits=None) -> tuple[torch.Tensor, dict]:
-    """alpha * kd + (1 - alpha) * next-token loss on a collated batch x, y, m (B, T).
+def off_policy_losses(student, teacher, x, y, m, cfg: KDConfig, t_logits=None, segments=None) -> tuple[torch.Tensor, dict]:
+    """alpha * kd + (1 - alpha) * next-token loss on a collated batch x, y, m (B, T) (packed if segments given).
 
     t_logits (B, T, V): the teacher's cached logits or log-probabilities for x, if given."""
-    logits = student(x)  # (B, T, V)
+    logits = student(x, segments=segments)  # (B, T, V)
     lm = masked_lm_loss(logits, y, m)
     if cfg.alpha == 0:  # plain SFT: the teacher is not even run
         return lm, {"lm": lm.item()}
     if t_logits is None:
         with torch.no_grad():
-            t_logits = teacher(x)  # (B, T, V)
+            t_logits = teacher(x, segments=segments)  # (B, T, V)
     kd = kd_loss(logits, t_logits, m, cfg.temperature, cfg.kind, cfg.beta)
     # loss = alpha * kd + (1 - alpha) * lm
     loss = cfg.alpha * kd + (1 - cfg.alpha) * lm
@@ -247,8 +195,9 @@ def off_policy_losses(student, teacher, x, y, m, cfg: KDConfig, t_logits=None) -
 
 
 def on_policy_losses(student, teacher, prompts: list[list[int]], cfg: KDConfig, tok: Tokenizer,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-    """KD on completions the student samples for `prompts` (token ids); no ground truth used."""
+                     generator: torch.Generator | None = None, net=None) -> tuple[torch.Tensor, dict]:
+    """KD on completions the student samples for `prompts` (token ids); no ground truth used.
+    net: the module to backpropagate through (a DDP wrapper of the student), default the student."""
     # 1. the student writes completions (left-padded prompts, then N new tokens)
     longest = max(len(p) for p in prompts)
     room = min(student.cfg.block_size, teacher.cfg.block_size) - longest
@@ -259,7 +208,7 @@ def on_policy_losses(student, teacher, prompts: list[list[int]], cfg: KDConfig, 
                  tokenizer=tok, generator=generator)
     seq, pad, P = g.sequences, g.pad_mask, g.prompt_len
     # 2. both models read the same sequence; logits at P-1 .. end-1 predict the N completion tokens
-    s_logits = student(seq, pad_mask=pad)[:, P - 1 : -1]  # (B, N, V)
+    s_logits = (net or student)(seq, pad_mask=pad)[:, P - 1 : -1]  # (B, N, V)
     with torch.no_grad():
         t_logits = teacher(seq, pad_mask=pad)[:, P - 1 : -1]  # (B, N, V)
     # 3. the teacher scores every token the student wrote, <eos> included
@@ -273,36 +222,35 @@ def evaluate_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig, o
     """Mean KD loss of student to teacher over pairs: on the pairs' completions, or on the
     student's own samples for the pairs' prompts (on_policy=True, seeded)."""
     tok = Tokenizer()
-    was = student.training, teacher.training
-    student.eval(), teacher.eval()
     gen = torch.Generator(device=next(student.parameters()).device).manual_seed(seed)
     total, count = 0.0, 0
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i : i + batch_size]
-        if on_policy:
-            kd, _ = on_policy_losses(student, teacher, [tok.encode(p) for p, _ in chunk], cfg, tok, gen)
-        else:
-            x, y, m = collate(encode_pairs(chunk, tok), tok.pad_id, next(student.parameters()).device)
-            kd = kd_loss(student(x), teacher(x), m, cfg.temperature, cfg.kind, cfg.beta)
-        total, count = total + kd.item() * len(chunk), count + len(chunk)
-    student.train(was[0]), teacher.train(was[1])
+    with evaluating(student, teacher):
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            if on_policy:
+                kd, _ = on_policy_losses(student, teacher, [tok.encode(p) for p, _ in chunk], cfg, tok, gen)
+            else:
+                x, y, m = collate(encode_pairs(chunk, tok), tok.pad_id, next(student.parameters()).device)
+                kd = kd_loss(student(x), teacher(x), m, cfg.temperature, cfg.kind, cfg.beta)
+            total, count = total + kd.item() * len(chunk), count + len(chunk)
     return total / max(count, 1)
 
 
-def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig, eval_fn=None,
-                   desc: str = "logit kd", step_callback=None) -> list[dict]:
+def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig, *, eval_fn=None,
+                   step_callback=None, parallel=None, checkpoint=None, desc: str = "logit kd",
+                   progress: bool | None = None) -> list[dict]:
     """Distil teacher into student on (prompt, completion) pairs; one logged dict per step.
 
-    A row holds step, loss, lr, seconds, on_policy (bool), "kd" (unless alpha = 0),
-    "lm" (off-policy steps) and "length" (mean sampled length, on-policy steps).
+    A row holds step, loss, lr, grad_norm, seconds, on_policy (bool), "kd" (unless
+    alpha = 0), "lm" (off-policy steps) and "length" (mean sampled length, on-policy).
 
     Each step is off-policy (a batch of pairs, loss = alpha kd + (1 - alpha) lm) or,
     for a cfg.on_policy share of steps, on-policy (the student samples for the batch's
     prompts and learns the teacher's distributions on its own tokens). The batch
-    order, schedule and clipping are train_supervised's, so alpha = 0 with no
-    on-policy steps trains exactly as train_supervised does. eval_fn(student) -> dict
-    runs every cfg.train.eval_every steps and at the end; step_callback(step, student)
-    after every step. The teacher is put in eval mode and never updated.
+    order and schedule are train_supervised's, so alpha = 0 with no on-policy steps
+    trains exactly as train_supervised does. The keyword arguments are every toyds
+    trainer's (toyds/trainer.py); under data parallelism each rank takes its rows of
+    each batch. The teacher is put in eval mode and never updated.
     """
     tc = cfg.train
     tok = Tokenizer()
@@ -312,42 +260,41 @@ def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig
     check_compatible(teacher, student, max(len(ids) for ids, _ in examples) - 1)
     device = next(student.parameters()).device
     rng = random.Random(tc.seed)
-    gen = torch.Generator(device=device).manual_seed(tc.seed)
-    opt = make_optimizer(student, tc.lr, tc.weight_decay, tc.betas)
-    teacher_was = teacher.training
-    teacher.eval()  # an MoE teacher must not count loads or add aux losses
+    gen = torch.Generator(device=device).manual_seed(tc.seed if parallel is None else parallel.seed(tc.seed))
+    net = student if parallel is None else parallel.wrap(student)  # DDP averages gradients in backward
     # off-policy steps read fixed texts: the teacher's distributions for them, once
-    cached = teacher_logprobs(teacher, examples) if cfg.cache_teacher and cfg.alpha > 0 and cfg.on_policy < 1 else None
+    with evaluating(teacher):  # an MoE teacher must not count loads or add balancing losses
+        cached = teacher_logprobs(teacher, examples) if cfg.cache_teacher and cfg.alpha > 0 and cfg.on_policy < 1 else None
     student.train()
-    history: list[dict] = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(tc.steps), desc=desc, disable=not tc.progress, leave=False)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, tc)
+
+    def step_fn(step, update):
         picked = rng.choices(range(len(examples)), k=tc.batch_size)  # the same draws as choices(examples)
-        batch = [examples[i] for i in picked]
         on = is_on_policy_step(step, cfg.on_policy)
-        if on:
-            loss, stats = on_policy_losses(student, teacher, [ids[:plen] for ids, plen in batch], cfg, tok, gen)
-        else:
-            x, y, m = collate(batch, tok.pad_id, device)
-            t_logits = stack_cached([cached[i] for i in picked], x.shape[1], device) if cached else None
-            loss, stats = off_policy_losses(student, teacher, x, y, m, cfg, t_logits)
-        aux = student.aux_loss()  # MoE balancing loss of the student's last (training) forward
-        opt.zero_grad(set_to_none=True)
-        (loss if aux is None else loss + aux).backward()
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
-        opt.step()
-        student.update_moe_biases()  # no-op for a dense student
-        if step_callback is not None:
-            step_callback(step, student)
-        row = {"step": step + 1, "loss": loss.item(), **stats, "on_policy": on, "lr": lr_at(step, tc),
-               "seconds": time.perf_counter() - t0}
-        if eval_fn is not None and (step == tc.steps - 1 or (tc.eval_every and (step + 1) % tc.eval_every == 0)):
-            row.update(eval_fn(student))
-        history.append(row)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("kd", "lm") if k in row})
-    teacher.train(teacher_was)
-    return history
+        with evaluating(teacher):
+            if on:
+                prompts = [examples[i][0][: examples[i][1]] for i in picked]
+                if parallel is not None:  # this rank's share of the prompts
+                    prompts = [prompts[i] for i in parallel.shard(torch.arange(len(prompts)))[0].tolist()]
+                loss, stats = on_policy_losses(student, teacher, prompts, cfg, tok, gen, net=net)
+            else:
+                if parallel is not None:  # this rank's examples of the batch, weighted as train_supervised does
+                    n_all = sum(len(examples[i][0]) - examples[i][1] for i in picked)
+                    picked = [picked[i] for i in parallel.shard(torch.arange(len(picked)))[0].tolist()]
+                batch = [examples[i] for i in picked]
+                seg = layout = None
+                if tc.pack:  # several examples per row (toyds/train.py: collate_packed)
+                    x, y, m, seg, layout = collate_packed(batch, tok.pad_id, device, return_layout=True)
+                else:
+                    x, y, m = collate(batch, tok.pad_id, device)
+                t = stack_cached([cached[i] for i in picked], x.shape[1], device, layout, len(x)) if cached else None
+                loss, stats = off_policy_losses(net, teacher, x, y, m, cfg, t, seg)
+                if parallel is not None:
+                    loss = loss * (parallel.world_size * int(m.sum()) / max(n_all, 1))
+        update(loss)
+        return {"loss": loss.item(), **stats, "on_policy": on}
+
+    opt = make_optimizer(student, tc.lr, tc.weight_decay, tc.betas)
+    return fit(student, step_fn, tc.steps, opt=opt, lr_at=lambda step: lr_at(step, tc), grad_clip=tc.grad_clip,
+               parallel=parallel, eval_fn=eval_fn, eval_every=tc.eval_every, step_callback=step_callback,
+               checkpoint=checkpoint, save_every=tc.save_every, meta={"stage": desc}, desc=desc, progress=progress,
+               postfix=("kd", "lm"))

@@ -26,14 +26,11 @@ import torch
 from toyds.arithmetic import Problem
 from toyds.rewards import accuracy_reward, extract_answer, format_reward
 from toyds.sampling import generate
-from toyds.tokenizer import Tokenizer
-
-MEASURES = ("accuracy", "format_rate", "think_rate", "mean_length", "mean_think_length")
-
+from toyds.tokenizer import END_THINK, THINK, Tokenizer
 
 def think_length(completion: str) -> int:
-    start, end = completion.find("<think>"), completion.find("</think>")
-    return end - start - len("<think>") if 0 <= start < end else 0
+    start, end = completion.find(THINK), completion.find(END_THINK)
+    return end - start - len(THINK) if 0 <= start < end else 0
 
 
 def complete(model, problems, temperature=0.0, samples=1, max_new_tokens=None, batch_size=256, seed=0,
@@ -67,7 +64,7 @@ def score(problems: list[Problem], texts: list[str], samples: int = 1) -> list[d
                 "completion": text,
                 "accuracy": accuracy_reward(text, p.answer),
                 "format": format_reward(text),
-                "thinks": float(text.lstrip().startswith("<think>")),
+                "thinks": float(text.lstrip().startswith(THINK)),
                 "length": len(tok.encode(text)),
                 "think_length": think_length(text),
             }
@@ -104,13 +101,19 @@ def evaluate(model, problems, temperature=0.0, samples=1, seed=0, max_new_tokens
     return (out, records) if return_records else out
 
 
-def pass_at_k(model, problems, k: int, temperature: float = 1.0, seed: int = 0) -> float:
+def pass_at_k(model, problems, k: int, temperature: float = 1.0, seed: int = 0, max_new_tokens=None) -> float:
     """Share of problems solved by at least one of k sampled completions."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    records = score(problems, complete(model, problems, temperature, k, seed=seed), k)
+    records = score(problems, complete(model, problems, temperature, k, max_new_tokens, seed=seed), k)
     solved = [max(r["accuracy"] for r in records[i * k : (i + 1) * k]) for i in range(len(problems))]
     return sum(solved) / max(len(problems), 1)
+
+
+def rollout_measures(problems: list[Problem], completions: list[str]) -> dict:
+    """GRPO's measure_fn for arithmetic: the rule-based figures of a batch of rollouts, one problem per completion."""
+    m = summarise(score(problems, completions))
+    return {k: m[k] for k in ("accuracy", "format_rate", "think_rate")}
 
 
 def describe_mistake(record: dict) -> str:

@@ -20,6 +20,8 @@ width of the feed-forward.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,3 +50,16 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # SwiGLU(x) = W2 (SiLU(W1 x) * (W3 x))
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+@contextmanager
+def evaluating(*modules: nn.Module):
+    """Put modules in eval mode for a block, and restore each one's mode afterwards, even on an error."""
+    was = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)

@@ -10,23 +10,18 @@ So the layer *holds* E + S experts' parameters but *uses* K + S per token: more
 knowledge at the same compute. The Gate scores experts with softmax (DeepSeek-V2)
 or sigmoid (V3) of x W^T; with groups (V3's node-limited routing in miniature),
 only the `topk_groups` best groups of experts are eligible. Balancing keeps every
-expert busy: the Switch/GShard auxiliary loss, or V3's auxiliary-loss-free bias
-that is added to the scores for *choosing* experts only, and nudged after each
-optimiser step, b_i += gamma * sign(mean_load - load_i) (section 2.1.2).
+expert busy; its rules (the Switch/GShard auxiliary loss, V3's sequence-wise loss,
+V3's bias that is added to the scores for *choosing* experts only, and any
+combination) live in toyds/balance.py.
 
 How the toy differs: experts are tens of units wide, not 2048; one process
-(toyds/distributed.py spreads experts over ranks); V3's small sequence-wise
-auxiliary loss and its 8-node limit are left out; optional Switch-style capacity
-with token dropping is offered for comparison (V3 drops no tokens).
+(toyds/expert_parallel.py spreads experts over ranks); V3's 8-node limit is left
+out; optional Switch-style capacity with token dropping is offered for comparison
+(V3 drops no tokens).
 
-Dispatch, three ways that compute the same thing (tests/test_moe.py checks them
-against a plain loop over tokens, forward and backward):
-    "loop"        for each expert, find its tokens (V3's own inference code)
-    "sorted"      sort token copies by expert, one matmul per contiguous block
-    "grouped_mm"  the sorted layout through torch._grouped_mm: one kernel for all
-                  experts (private PyTorch API; "sorted" is used where it is
-                  missing or cannot take the widths or dtype). "auto" takes it on
-                  CUDA only: on a CPU it measured slower than "sorted".
+Dispatch (running each token through its K experts) lives in toyds/dispatch.py:
+a loop over experts as V3's inference code does, sorted blocks, or one grouped
+kernel; tests/test_moe.py checks each against a plain loop over tokens.
 
 Shapes: N tokens (B*T flattened), D model width, E routed experts, K top-k,
 H expert width, A = N*K token-expert assignments. Shown in examples/01_moe.py.
@@ -38,12 +33,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from toyds import balance
+from toyds.dispatch import dispatch_loop, dispatch_sorted, resolve_dispatch
 from toyds.layers import SwiGLU
 
-BALANCE = ("none", "aux_loss", "bias")
 SCORE_FUNCS = ("softmax", "sigmoid")
 DISPATCH = ("auto", "loop", "sorted", "grouped_mm")
 
@@ -59,11 +54,12 @@ class MoEConfig:
     n_groups: int = 1  # experts split into this many groups (1 = no group limit)
     topk_groups: int = 1  # only the best this-many groups are eligible per token
     route_scale: float = 1.0  # the gate weights are multiplied by this
-    balance: str = "bias"  # "none", "aux_loss" (Switch/GShard) or "bias" (V3, loss-free)
-    aux_loss_alpha: float = 0.01  # weight alpha of the auxiliary loss
+    balance: str = "bias"  # rules from toyds/balance.py joined by "+": none, aux_loss, seq_aux, bias, "bias+seq_aux"
+    aux_loss_alpha: float = 0.01  # weight alpha of the batch-wise auxiliary loss (aux_loss)
+    seq_aux_alpha: float = 0.0001  # weight alpha of V3's sequence-wise auxiliary loss (seq_aux; V3 used 0.0001)
     bias_update_speed: float = 0.001  # gamma of the bias rule b_i += gamma * sign(...)
     capacity_factor: float | None = None  # None: keep every token; else drop past cf * N * K / E per expert
-    dispatch: str = "auto"  # "loop", "sorted", "grouped_mm", or "auto" (grouped_mm on CUDA, else sorted)
+    dispatch: str = "auto"  # "loop", "sorted", "grouped_mm", or "auto" (grouped_mm on CUDA, loop on a CPU)
 
     def __post_init__(self):
         for name in ("dim", "n_experts", "top_k", "expert_dim", "n_groups", "topk_groups"):
@@ -84,22 +80,21 @@ class MoEConfig:
                 f"top_k={self.top_k} needs more experts than the {self.topk_groups} eligible groups of "
                 f"{per_group} hold; raise topk_groups or lower top_k"
             )
-        if self.n_groups > 1 and self.balance == "bias" and per_group < 2:
+        if self.n_groups > 1 and balance.uses_bias(self.balance) and per_group < 2:
             raise ValueError(f"with balance='bias' a group's score sums its top-2 experts; groups of {per_group} are too small")
         if self.score_func not in SCORE_FUNCS:
             raise ValueError(f"score_func must be one of {SCORE_FUNCS}, got {self.score_func!r}")
-        if self.balance not in BALANCE:
-            raise ValueError(f"balance must be one of {BALANCE}, got {self.balance!r}")
+        balance.parse(self.balance)  # raises for an unknown rule, naming the valid ones
         if self.dispatch not in DISPATCH:
             raise ValueError(f"dispatch must be one of {DISPATCH}, got {self.dispatch!r}")
-        if not self.route_scale > 0:
-            raise ValueError(f"route_scale must be > 0, got {self.route_scale!r}")
-        if self.aux_loss_alpha < 0 or self.bias_update_speed < 0:
-            raise ValueError(
-                f"aux_loss_alpha and bias_update_speed must be >= 0, got {self.aux_loss_alpha}, {self.bias_update_speed}"
-            )
-        if self.capacity_factor is not None and not self.capacity_factor > 0:
-            raise ValueError(f"capacity_factor must be None or > 0, got {self.capacity_factor!r}")
+        if not (math.isfinite(self.route_scale) and self.route_scale > 0):
+            raise ValueError(f"route_scale must be a finite number > 0, got {self.route_scale!r}")
+        for name in ("aux_loss_alpha", "seq_aux_alpha", "bias_update_speed"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"MoEConfig.{name} must be a finite number >= 0, got {v!r}")
+        if self.capacity_factor is not None and not (math.isfinite(self.capacity_factor) and self.capacity_factor > 0):
+            raise ValueError(f"capacity_factor must be None or a finite number > 0, got {self.capacity_factor!r}")
 
 
 class Gate(nn.Module):
@@ -112,6 +107,7 @@ class Gate(nn.Module):
         # V3's balancing bias: changes which experts are chosen, never their weights,
         # and is set by a rule, not by gradients, so it is a buffer
         self.register_buffer("bias", torch.zeros(cfg.n_experts))  # (E,)
+        self.biased = balance.uses_bias(cfg.balance)  # does a balancing rule steer selection with the bias?
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         # s_i = softmax_i(x W^T)  or  s_i = sigmoid(x . w_i)
@@ -125,26 +121,39 @@ class Gate(nn.Module):
     def route(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Affinity scores (N, E) -> (weights (N, K), indices (N, K)); the MoE keeps the
         scores, because the auxiliary loss is made of them too."""
-        cfg = self.cfg
-        choice = scores + self.bias if cfg.balance == "bias" else scores  # what selection sees
-        if cfg.n_groups > 1:
-            grouped = choice.view(len(scores), cfg.n_groups, -1)  # (N, groups, E / groups)
-            if cfg.balance == "bias":  # group score = sum of its top-2 biased scores
-                group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # (N, groups)
-            else:  # group score = its best expert
-                group_scores = grouped.amax(-1)  # (N, groups)
-            best = group_scores.topk(cfg.topk_groups, dim=-1).indices  # (N, topk_groups)
-            shut = torch.ones_like(group_scores, dtype=torch.bool).scatter(1, best, False)
-            choice = grouped.masked_fill(shut[..., None], float("-inf")).flatten(1)  # (N, E)
-        indices = choice.topk(cfg.top_k, dim=-1).indices  # (N, K)
-        weights = scores.gather(1, indices)  # (N, K): unbiased scores of the chosen experts
-        if cfg.score_func == "sigmoid":  # g_i = s_i / sum_{j in topK} s_j
-            weights = weights / weights.sum(-1, keepdim=True)
-        return weights * cfg.route_scale, indices
+        return route(scores, self.cfg, self.bias if self.biased else None)
+
+
+def route(scores: torch.Tensor, cfg: MoEConfig, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek-V3's routing of affinity scores (N, E) -> (weights (N, K), indices (N, K)).
+
+    bias (E,), if given, is added to the scores for *choosing* experts only: the
+    weights are the chosen experts' unbiased scores. With cfg.n_groups > 1 only the
+    cfg.topk_groups best groups are eligible. A pure function, so Gate.route and
+    the workshop's `gate` exercise (toyds check gate) share it.
+    """
+    biased = bias is not None
+    choice = scores + bias if biased else scores  # what selection sees
+    if cfg.n_groups > 1:
+        grouped = choice.view(len(scores), cfg.n_groups, -1)  # (N, groups, E / groups)
+        if biased:  # group score = sum of its top-2 biased scores (as V3's code does with a bias)
+            group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # (N, groups)
+        else:  # group score = its best expert
+            group_scores = grouped.amax(-1)  # (N, groups)
+        best = group_scores.topk(cfg.topk_groups, dim=-1).indices  # (N, topk_groups)
+        shut = torch.ones_like(group_scores, dtype=torch.bool).scatter(1, best, False)
+        choice = grouped.masked_fill(shut[..., None], float("-inf")).flatten(1)  # (N, E)
+    indices = choice.topk(cfg.top_k, dim=-1).indices  # (N, K)
+    weights = scores.gather(1, indices)  # (N, K): unbiased scores of the chosen experts
+    if cfg.score_func == "sigmoid":  # g_i = s_i / sum_{j in topK} s_j
+        weights = weights / weights.sum(-1, keepdim=True)
+    return weights * cfg.route_scale, indices
 
 
 class MoE(nn.Module):
     """The DeepSeekMoE feed-forward: shared experts plus K of E routed experts."""
+
+    counts_are_global = False  # the expert-parallel layer sums its counts over ranks
 
     def __init__(self, cfg: MoEConfig):
         super().__init__()
@@ -153,37 +162,47 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(SwiGLU(cfg.dim, cfg.expert_dim) for _ in range(cfg.n_experts))
         # S shared experts of width H are one SwiGLU of width S*H (their hidden units side by side)
         self.shared_experts = SwiGLU(cfg.dim, cfg.n_shared_experts * cfg.expert_dim) if cfg.n_shared_experts else None
-        # routing statistics, refreshed by every forward (read them, don't train on them)
-        self.load = torch.zeros(cfg.n_experts)  # (E,) token assignments each expert ran, last forward
-        self.indices: torch.Tensor | None = None  # (n, K) experts chosen for the routed tokens, last forward
+        self.rules = balance.parse(cfg.balance)
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Routing statistics, refreshed by every forward (read them, don't train on them)."""
+        E = self.cfg.n_experts
+        self.load = torch.zeros(E)  # (E,) token assignments each expert ran, last forward
+        self.indices: torch.Tensor | None = None  # (n, K) experts chosen for this rank's routed tokens, last forward
         self.dropped = 0  # assignments dropped by the capacity limit, last forward
-        self.aux_loss: torch.Tensor | None = None  # the auxiliary loss of the last training forward
-        self._pending_load = torch.zeros(cfg.n_experts)  # load since the last bias update
+        self.balance_loss: torch.Tensor | None = None  # the balancing rules' loss, last training forward
+        self.pending_load = torch.zeros(E)  # (E,) load of training forwards since the last optimiser step
+        self.step_load = torch.zeros(E)  # (E,) load of the last optimiser step's training tokens
 
     # --------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        """x (..., D) -> (..., D). real (N,) bool, optional: False for padding positions,
-        which are neither routed nor counted in the load (a batch of short sequences is
-        mostly padding, and the bias rule would otherwise balance the padding)."""
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None, seq: torch.Tensor | None = None) -> torch.Tensor:
+        """x (..., D) -> (..., D).
+
+        real (N,) bool, optional: False for padding positions, which are neither
+        routed nor counted in the load (a batch of short sequences is mostly padding,
+        and the bias rule would otherwise balance the padding). seq (N,) long,
+        optional: the sequence each position belongs to, for the sequence-wise
+        balancing loss; by default every row of a (B, T, D) input is one sequence.
+        """
         shape = x.shape
         x = x.reshape(-1, self.cfg.dim)  # (N, D)
+        if seq is None:  # (N,) row b of a (B, T, D) input is sequence b
+            seq = torch.arange(len(x) // shape[-2] if len(shape) > 2 else 1, device=x.device)
+            seq = seq.repeat_interleave(shape[-2] if len(shape) > 2 else len(x))
         y = self.shared_experts(x) if self.shared_experts is not None else torch.zeros_like(x)
-        xr = x if real is None else x[real]  # (n, D) the tokens that are routed
+        xr, seq = (x, seq) if real is None else (x[real], seq[real])  # (n, D) the tokens that are routed
         scores = self.gate.scores(xr)  # (n, E)
         weights, indices = self.gate.route(scores)  # (n, K), (n, K)
         keep = self.capacity_mask(indices) if (self.training and self.cfg.capacity_factor) else None
         routed = self.routed(xr, weights, indices, keep)  # (n, D)
         y = y + routed if real is None else y.index_add(0, real.nonzero()[:, 0], routed)
-        self._record(scores, indices, keep)
+        self._record(scores, indices, keep, seq)
         return y.view(shape)
 
     def routed(self, x, weights, indices, keep=None) -> torch.Tensor:
         """sum_k weights[:, k] * expert_{indices[:, k]}(x), by the configured dispatch."""
-        how = self.cfg.dispatch
-        if how == "auto":  # on a CPU, grouped_mm measured slower than sorted (benchmarks/bench_moe.py)
-            how = "grouped_mm" if x.is_cuda else "sorted"
-        if how == "grouped_mm" and not grouped_mm_available(x, self.cfg):
-            how = "sorted"
+        how = resolve_dispatch(self.cfg, x)
         if how == "loop":
             return dispatch_loop(x, weights, indices, self.experts, keep)
         return dispatch_sorted(x, weights, indices, self.experts, keep, grouped_mm=how == "grouped_mm")
@@ -205,44 +224,28 @@ class MoE(nn.Module):
         return (rank < capacity).view(N, K)
 
     # ------------------------------------------------------------- balancing
-    def _record(self, scores, indices, keep):
+    def _global(self, counts: torch.Tensor) -> torch.Tensor:
+        """Counts summed over ranks: in one process they are already global."""
+        return counts
+
+    def _record(self, scores, indices, keep, seq):
+        """Keep the routing statistics and, in training, the balancing rules' loss (toyds/balance.py)."""
         E = self.cfg.n_experts
-        chosen = indices if keep is None else indices[keep]
-        load = torch.bincount(chosen.flatten(), minlength=E).to(torch.float32).cpu()  # (E,)
-        self.load, self.indices = load, indices.detach()
-        self.dropped = 0 if keep is None else int((~keep).sum())
-        self.aux_loss = None
+        kept = indices if keep is None else indices[keep]
+        seq = torch.unique(seq, return_inverse=True)[1] if len(seq) else seq  # (n,) numbered 0..S-1
+        counts = torch.cat([
+            torch.bincount(kept.flatten(), minlength=E),  # (E,) copies the experts ran
+            torch.bincount(indices.flatten(), minlength=E),  # (E,) copies chosen, before capacity
+            torch.tensor([len(indices), int(seq.max()) + 1 if len(seq) else 0], device=indices.device),  # tokens, seqs
+        ]).to(torch.float64)  # (2E + 2,)
+        counts = self._global(counts).cpu()
+        self.load, self.indices = counts[:E].float(), indices.detach()
+        self.dropped = int(counts[E : 2 * E].sum() - counts[:E].sum())
+        self.balance_loss = None
         if self.training:
-            self._pending_load += load
-            if self.cfg.balance == "aux_loss":
-                self.aux_loss = self.balance_loss(scores, indices)
-
-    def balance_loss(self, scores: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Switch/GShard auxiliary loss  alpha * E * sum_i f_i * P_i.
-
-        f_i: the share of the N*K token-expert assignments that went to expert i
-        (counted over all K choices, so sum_i f_i = 1); P_i: the mean over tokens
-        of expert i's routing probability (sigmoid scores normalised to sum to 1, as
-        V3 does). With perfect balance f_i = P_i = 1/E and the loss is alpha.
-        Only P carries gradient: f is a count.
-        """
-        E = self.cfg.n_experts
-        probs = scores / scores.sum(-1, keepdim=True)  # (N, E); a no-op for softmax
-        f = torch.bincount(indices.flatten(), minlength=E).to(scores.dtype) / indices.numel()  # (E,)
-        P = probs.mean(0)  # (E,)
-        # L_aux = alpha * E * sum_i f_i * P_i
-        return self.cfg.aux_loss_alpha * E * (f * P).sum()
-
-    @torch.no_grad()
-    def update_bias(self) -> None:
-        """DeepSeek-V3's auxiliary-loss-free rule, run after each optimiser step:
-        b_i += gamma * sign(mean_load - load_i): busy experts become less attractive."""
-        if self.cfg.balance != "bias" or self._pending_load.sum() == 0:
-            return
-        load = self._pending_load
-        # b_i += gamma * sign(mean_load - load_i)
-        self.gate.bias += self.cfg.bias_update_speed * torch.sign(load.mean() - load).to(self.gate.bias)
-        self._pending_load = torch.zeros_like(load)
+            self.pending_load = self.pending_load + self.load
+            routing = balance.Routing(scores, indices, seq, counts[E : 2 * E], int(counts[-2]), int(counts[-1]))
+            self.balance_loss = balance.layer_loss(self.rules, routing, self.cfg)
 
     # ------------------------------------------------------------ parameters
     def params_total(self) -> int:
@@ -252,59 +255,3 @@ class MoE(nn.Module):
         """Gate + shared experts + the K routed experts one token uses."""
         per_expert = sum(p.numel() for p in self.experts[0].parameters())
         return self.params_total() - (self.cfg.n_experts - self.cfg.top_k) * per_expert
-
-
-# ------------------------------------------------------------------ dispatch
-
-
-def dispatch_loop(x, weights, indices, experts, keep=None) -> torch.Tensor:
-    """For each expert, gather its tokens, run it, add back: DeepSeek-V3's inference loop."""
-    y = torch.zeros_like(x)  # (N, D)
-    chosen = indices if keep is None else indices.masked_fill(~keep, -1)  # -1: dropped
-    for i, expert in enumerate(experts):
-        token, slot = torch.where(chosen == i)  # which tokens chose expert i, and as which of their K
-        if len(token):
-            y.index_add_(0, token, expert(x[token]) * weights[token, slot, None])
-    return y
-
-
-def dispatch_sorted(x, weights, indices, experts, keep=None, grouped_mm=False) -> torch.Tensor:
-    """Sort the A = N*K token copies by expert, run each expert on one contiguous block."""
-    N, K = indices.shape
-    token = torch.arange(N, device=x.device).repeat_interleave(K)  # (A,) token of each assignment
-    expert, weight = indices.flatten(), weights.flatten()  # (A,), (A,)
-    if keep is not None:
-        token, expert, weight = token[keep.flatten()], expert[keep.flatten()], weight[keep.flatten()]
-    order = expert.argsort(stable=True)  # assignments grouped by expert
-    token, weight = token[order], weight[order]
-    counts = torch.bincount(expert, minlength=len(experts))  # (E,) rows per block
-    xs = x[token]  # (A, D): expert 0's rows, then expert 1's, ...
-    ys = run_grouped(xs, counts, experts) if grouped_mm else run_blocks(xs, counts, experts)  # (A, D)
-    # y_n = sum over n's assignments of weight * expert output
-    return torch.zeros_like(x).index_add_(0, token, ys * weight[:, None])
-
-
-def run_blocks(xs: torch.Tensor, counts: torch.Tensor, experts) -> torch.Tensor:
-    """Rows xs (A, D) sorted by expert, counts (E,) rows each -> expert outputs (A, D)."""
-    blocks = xs.split(counts.tolist())
-    return torch.cat([expert(block) for expert, block in zip(experts, blocks)])
-
-
-def grouped_mm_available(x: torch.Tensor, cfg: MoEConfig) -> bool:
-    """torch._grouped_mm is private: it may be missing, and wants float32/bfloat16
-    rows whose strides are multiples of 16 bytes (widths divisible by 4 in float32)."""
-    if not hasattr(torch, "_grouped_mm") or x.dtype not in (torch.float32, torch.bfloat16):
-        return False
-    per_16_bytes = 16 // x.element_size()
-    return cfg.dim % per_16_bytes == 0 and cfg.expert_dim % per_16_bytes == 0
-
-
-def run_grouped(xs: torch.Tensor, counts: torch.Tensor, experts) -> torch.Tensor:
-    """run_blocks in three kernels: torch._grouped_mm multiplies block e by expert e's matrix."""
-    offs = counts.cumsum(0).to(torch.int32)  # (E,) end row of each block
-    w1 = torch.stack([e.w1.weight for e in experts]).transpose(1, 2)  # (E, D, H)
-    w3 = torch.stack([e.w3.weight for e in experts]).transpose(1, 2)  # (E, D, H)
-    w2 = torch.stack([e.w2.weight for e in experts]).transpose(1, 2)  # (E, H, D)
-    # SwiGLU(x) = W2 (SiLU(W1 x) * (W3 x)), block by block
-    h = F.silu(torch._grouped_mm(xs, w1, offs=offs)) * torch._grouped_mm(xs, w3, offs=offs)  # (A, H)
-    return torch._grouped_mm(h, w2, offs=offs)  # (A, D)

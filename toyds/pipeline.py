@@ -11,12 +11,13 @@ DeepSeek's path, as the V3 and R1 reports tell it, at toy scale:
               matches the RL model's next-token distributions (white-box KD)
     evaluate  every model on the same held-out problems
 
-Each stage writes DIR/stages/<stage>.pt (or .json) and DIR/stages/<stage>.metrics.json
-atomically, last; `resume=True` skips a stage whose both files exist, so an
-interrupted run loses at most the stage in progress. The R1 pipeline's SFT
-cold start, its second RL stage and its non-reasoning data are left out: the
-toy keeps the R1-Zero branch and the distillation branch.
-
+One function per stage. Each writes DIR/stages/<stage>.pt (or .json) atomically,
+then DIR/stages/<stage>.metrics.json, last, with the settings it ran with.
+`resume=True` keeps a finished stage only if its recorded settings match this run's
+(for the fields it and the stages before it depend on) and its artefact loads;
+otherwise it says why and reruns that stage and every stage after it. The R1
+pipeline's SFT cold start, its second RL stage and its non-reasoning data are left
+out: the toy keeps the R1-Zero branch and the distillation branch.
 Used by `toyds pipeline` and examples/05_pipeline.py.
 """
 
@@ -32,16 +33,17 @@ import torch
 
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.distill import KDConfig, rejection_sample, train_logit_kd
-from toyds.evaluate import evaluate, format_table
+from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from toyds.distill import KDConfig, train_logit_kd
+from toyds.evaluate import evaluate, format_table, rollout_measures
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
+from toyds.rejection import rejection_sample
+from toyds.rewards import R1_REWARDS, R1_WEIGHTS
 from toyds.routing import LoadCurve, specialisation
 from toyds.runs import write_json
+from toyds.seeds import Claim
 from toyds.train import TrainConfig, train_supervised
-
-STAGES = ("base", "r1_zero", "samples", "student", "student_logit_kd")
 
 
 @dataclass
@@ -50,16 +52,16 @@ class PipelineConfig:
     ops: tuple = ("+",)  # operations
     base_preset: str = "small"  # size of the MoE base (its active parameters)
     n_experts: int = 8  # routed experts per MoE layer
-    base_steps: int = 600  # base pretraining steps
+    base_steps: int = 500  # base pretraining steps
     base_lr: float = 3e-3  # base pretraining peak learning rate
     grpo_steps: int = 80  # R1-Zero GRPO steps
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
     grpo_lr: float = 5e-5  # GRPO learning rate
-    sample_prompts: int = 4000  # training problems the RL model answers for distillation
+    sample_prompts: int = 2000  # training problems the RL model answers for distillation
     samples_per_prompt: int = 1  # k completions per problem
     student_preset: str = "tiny"  # size of the dense student
-    student_steps: int = 700  # student fine-tuning steps
+    student_steps: int = 1000  # student fine-tuning steps (at 700 a tiny model sat on a knife edge)
     student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
     kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
     kd_temperature: float = 1.0  # softening tau of the logit KD (2 did worse here: see examples/04)
@@ -67,132 +69,163 @@ class PipelineConfig:
     seed: int = 0  # one seed for everything
 
 
+HEADLINE = [f"models.{m}.accuracy" for m in ("base", "r1_zero", "student", "student_logit_kd")] + ["student_over_r1_zero"]
+CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
+          Claim("R1-Zero beats its base by >= 0.3", "r1_zero_minus_base", ">=", 0.3)]
 QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
              sample_prompts=300, samples_per_prompt=2, student_steps=300, eval_per_digit=30)
+
+# the settings each stage depends on, itself and through the stages before it (resume compares these)
+_SHARED = ("digits", "ops", "seed", "eval_per_digit")
+NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr")}
+NEEDS["r1_zero"] = NEEDS["base"] + ("grpo_steps", "grpo_prompts", "group_size", "grpo_lr")
+NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
+NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr")
+NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
 
 
 def _measure(model, test, seconds: float) -> dict:
     res = evaluate(model, test)
-    return {
-        "params_total": model.params_total(),
-        "params_active": model.params_active(),
-        "accuracy": res["accuracy"],
-        "by_difficulty": {d: r["accuracy"] for d, r in res["by_difficulty"].items()},
-        "format_rate": res["format_rate"],
-        "think_rate": res["think_rate"],
-        "mean_think_length": res["mean_think_length"],
-        "seconds": seconds,
-    }
+    return {"params_total": model.params_total(), "params_active": model.params_active(), "accuracy": res["accuracy"],
+            "by_difficulty": {d: r["accuracy"] for d, r in res["by_difficulty"].items()},
+            "format_rate": res["format_rate"], "think_rate": res["think_rate"],
+            "mean_think_length": res["mean_think_length"], "seconds": seconds}
 
 
-def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = False, log=print) -> dict:
-    """Run (or resume) every stage under `out`; returns the metrics dict it also writes."""
-    out = Path(out)
-    stages = out / "stages"
-    stages.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    test = sample_problems(cfg.eval_per_digit * len(cfg.digits), digits=cfg.digits, ops=cfg.ops, split="test",
-                           unique=True)
-    train_problems = sample_problems(20000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed)
-    rl_problems = sample_problems(5000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 1)
+class Run:
+    """Where a pipeline run keeps its stages, and how it decides what to resume."""
 
-    def done(stage):  # the artefact is written first, the metrics file last
-        artefact = stages / ("samples.json" if stage == "samples" else f"{stage}.pt")
-        return resume and artefact.is_file() and (stages / f"{stage}.metrics.json").is_file()
+    def __init__(self, out: Path, cfg: PipelineConfig, device, resume: bool, log):
+        self.dir, self.cfg, self.device, self.resume, self.log = Path(out) / "stages", cfg, device, resume, log
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rerun_from = None  # once a stage reruns, every later stage reruns too
 
-    def finish(stage, metrics):
-        write_json(stages / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
+    def settings(self, stage: str) -> dict:
+        return {k: getattr(self.cfg, k) for k in NEEDS[stage]}
+
+    def finished(self, stage: str, artefact: str):
+        """The stage's recorded metrics if it may be resumed, else None (and say why)."""
+        metrics_file, path = self.dir / f"{stage}.metrics.json", self.dir / artefact
+        if not self.resume or self.rerun_from is not None or not metrics_file.is_file() or not path.is_file():
+            return None
+        try:
+            recorded = json.loads(metrics_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self.log(f"{stage}: {metrics_file} is unreadable ({e}); running the stage again")
+            return None
+        want = json.loads(json.dumps(self.settings(stage)))  # tuples as lists, as JSON stores them
+        have = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
+        differ = [k for k in want if have.get(k) != want[k]]
+        if differ:
+            k = differ[0]
+            self.log(f"{stage}: finished with {k}={have.get(k)!r}, this run has {k}={want[k]!r}; running it again")
+            return None
+        return recorded
+
+    def load(self, stage: str):
+        try:
+            model, _, _ = load_checkpoint(self.dir / f"{stage}.pt", self.device)
+        except (ValueError, FileNotFoundError) as e:
+            self.log(f"{stage}: cannot resume ({e}); running the stage again")
+            return None
+        return model
+
+    def done(self, stage: str, metrics: dict) -> dict:
+        metrics = {**metrics, "settings": self.settings(stage)}
+        write_json(self.dir / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
         return metrics
 
-    def budget(steps, lr=3e-3):
-        return TrainConfig.recipe(steps, lr, seed=cfg.seed)
+    def ran(self, stage: str, artefact: str) -> None:
+        """The stage will run: later stages must too. Check now, before any training, that its
+        artefact may be written (a stranger's file there is refused, never replaced)."""
+        if artefact.endswith(".pt"):
+            check_writable(self.dir / artefact)
+        self.rerun_from = self.rerun_from or stage
 
-    metrics, extra = {}, {}
 
-    # 1. base: a sparse MoE model pretrained on the mixed corpus
-    if done("base"):
-        base, _, _ = load_checkpoint(stages / "base.pt", device)
-        metrics["base"] = json.loads((stages / "base.metrics.json").read_text())
-        log("base: resumed from checkpoint")
+def budget(cfg: PipelineConfig, steps: int, lr: float) -> TrainConfig:
+    return TrainConfig.recipe(steps, lr, seed=cfg.seed)
+
+
+def stage_base(run: Run, train_problems, test):
+    """1. a sparse MoE model pretrained on the mixed corpus."""
+    cfg = run.cfg
+    if (m := run.finished("base", "base.pt")) and (model := run.load("base")):
+        run.log("base: resumed from checkpoint")
+        return model, m
+    run.ran("base", "base.pt")
+    torch.manual_seed(cfg.seed)
+    moe = dict(n_experts=cfg.n_experts, top_k=2, n_shared_experts=1, balance="bias")
+    model = GPT(make_config(cfg.base_preset, ffn="moe", moe=moe)).to(run.device)
+    curve = LoadCurve(layer=0, every=10)  # for the expert-load picture
+    t0 = time.perf_counter()
+    train_supervised(model, build_corpus(train_problems, "base", seed=cfg.seed), budget(cfg, cfg.base_steps, cfg.base_lr),
+                     desc="1/5 base (MoE)", step_callback=curve)
+    save_checkpoint(run.dir / "base.pt", model, meta={"stage": "base"})
+    return model, run.done("base", {**_measure(model, test, time.perf_counter() - t0), "load_curve": curve.points})
+
+
+def stage_r1_zero(run: Run, base, rl_problems, test):
+    """2. GRPO with rule-based rewards, from a copy of the base."""
+    cfg = run.cfg
+    if (m := run.finished("r1_zero", "r1_zero.pt")) and (model := run.load("r1_zero")):
+        run.log("r1_zero: resumed from checkpoint")
+        return model, m
+    run.ran("r1_zero", "r1_zero.pt")
+    policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
+    t0 = time.perf_counter()
+    gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
+                      lr=cfg.grpo_lr, seed=cfg.seed)
+    history = train_grpo(policy, rl_problems, gcfg, reward_fns=R1_REWARDS, reward_weights=R1_WEIGHTS,
+                         measure_fn=rollout_measures, desc="2/5 R1-Zero GRPO")
+    save_checkpoint(run.dir / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
+    m = _measure(policy, test, time.perf_counter() - t0)
+    m["history"] = [{k: r[k] for k in ("step", "reward", "accuracy", "format_rate", "think_rate", "mean_length")}
+                    for r in history]
+    return policy, run.done("r1_zero", m)
+
+
+def stage_samples(run: Run, policy):
+    """3. rejection sampling of the RL model's reasoning."""
+    cfg = run.cfg
+    if m := run.finished("samples", "samples.json"):
+        try:
+            kept = [tuple(p) for p in json.loads((run.dir / "samples.json").read_text())]
+            run.log("samples: resumed")
+            return kept, m
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+            run.log(f"samples: {run.dir / 'samples.json'} is unreadable ({e}); sampling again")
+    run.ran("samples", "samples.json")
+    t0 = time.perf_counter()
+    problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
+    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
+    write_json(run.dir / "samples.json", kept)
+    return kept, run.done("samples", {**stats, "seconds": time.perf_counter() - t0})
+
+
+def stage_student(run: Run, name: str, kept, policy, test):
+    """4. a small dense model distilled from the RL model: from its text (sequence KD, as R1
+    did) or from its text and its logits (student_logit_kd, white-box)."""
+    cfg = run.cfg
+    if (m := run.finished(name, f"{name}.pt")) and run.load(name) is not None:
+        run.log(f"{name}: resumed from checkpoint")
+        return m
+    run.ran(name, f"{name}.pt")
+    torch.manual_seed(cfg.seed)  # both students start from the same weights
+    student = GPT(make_config(cfg.student_preset)).to(run.device)
+    t0 = time.perf_counter()
+    train = budget(cfg, cfg.student_steps, cfg.student_lr)
+    if name == "student":
+        train_supervised(student, kept, train, desc="4/5 student: sequence KD")
     else:
-        torch.manual_seed(cfg.seed)
-        base = GPT(make_config(cfg.base_preset, ffn="moe", moe=dict(n_experts=cfg.n_experts, top_k=2,
-                                                                      n_shared_experts=1, balance="bias"))).to(device)
-        load_curve = LoadCurve(layer=0, every=10)  # for the expert-load picture
-
-        t0 = time.perf_counter()
-        train_supervised(base, build_corpus(train_problems, "base", seed=cfg.seed), budget(cfg.base_steps, cfg.base_lr),
-                         desc="1/5 base (MoE)", step_callback=load_curve)
-        save_checkpoint(stages / "base.pt", base, meta={"stage": "base"})
-        m = _measure(base, test, time.perf_counter() - t0)
-        m["load_curve"] = load_curve.points
-        metrics["base"] = finish("base", m)
-    log(f"base: {metrics['base']['params_total']:,} parameters, {metrics['base']['params_active']:,} active; "
-        f"held-out accuracy {metrics['base']['accuracy']:.3f}")
-
-    # 2. r1_zero: GRPO with rule-based rewards
-    if done("r1_zero"):
-        policy, _, _ = load_checkpoint(stages / "r1_zero.pt", device)
-        metrics["r1_zero"] = json.loads((stages / "r1_zero.metrics.json").read_text())
-        log("r1_zero: resumed from checkpoint")
-    else:
-        policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
-        t0 = time.perf_counter()
-        gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
-                          lr=cfg.grpo_lr, seed=cfg.seed)
-        history = train_grpo(policy, rl_problems, gcfg, desc="2/5 R1-Zero GRPO")
-        save_checkpoint(stages / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
-        m = _measure(policy, test, time.perf_counter() - t0)
-        m["history"] = [{k: r[k] for k in ("step", "reward", "accuracy", "format_rate", "think_rate", "mean_length")}
-                        for r in history]
-        metrics["r1_zero"] = finish("r1_zero", m)
-    log(f"r1_zero: held-out accuracy {metrics['r1_zero']['accuracy']:.3f}, "
-        f"format rate {metrics['r1_zero']['format_rate']:.3f}")
-
-    # 3. samples: rejection sampling of the RL model's reasoning
-    if done("samples"):
-        kept = [tuple(p) for p in json.loads((stages / "samples.json").read_text())]
-        extra["samples"] = json.loads((stages / "samples.metrics.json").read_text())
-        log("samples: resumed")
-    else:
-        t0 = time.perf_counter()
-        problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
-        kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
-        write_json(stages / "samples.json", kept)
-        extra["samples"] = finish("samples", {**stats, "seconds": time.perf_counter() - t0})
-    s = extra["samples"]
-    log(f"samples: kept {s['kept']}/{s['samples']} ({s['keep_rate']:.0%}) right, well-formed completions")
-    if not kept:
-        raise RuntimeError("the RL model wrote no correct, well-formed completion to distil; train longer")
-
-    # 4. students: small dense models distilled from the RL model, from its text
-    #    (sequence-level, as R1 did) and from its text and its logits (white-box)
-    def new_student():
-        torch.manual_seed(cfg.seed)  # both students start from the same weights
-        return GPT(make_config(cfg.student_preset)).to(device)
-
-    def sequence_kd(student):
-        train_supervised(student, kept, budget(cfg.student_steps, cfg.student_lr), desc="4/5 student: sequence KD")
-
-    def logit_kd(student):
-        kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature,
-                      train=budget(cfg.student_steps, cfg.student_lr))
+        kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature, train=train)
         train_logit_kd(student, policy, kept, kd, desc="5/5 student: logit KD")
+    save_checkpoint(run.dir / f"{name}.pt", student, meta={"stage": name})
+    return run.done(name, _measure(student, test, time.perf_counter() - t0))
 
-    for name, fit in (("student", sequence_kd), ("student_logit_kd", logit_kd)):
-        if done(name):
-            metrics[name] = json.loads((stages / f"{name}.metrics.json").read_text())
-            log(f"{name}: resumed from checkpoint")
-        else:
-            student = new_student()
-            t0 = time.perf_counter()
-            fit(student)
-            save_checkpoint(stages / f"{name}.pt", student, meta={"stage": name})
-            metrics[name] = finish(name, _measure(student, test, time.perf_counter() - t0))
-        log(f"{name}: {metrics[name]['params_active']:,} active parameters, held-out accuracy "
-            f"{metrics[name]['accuracy']:.3f}")
 
-    # 5. the table and the pictures
+def report(out: Path, cfg: PipelineConfig, metrics: dict, base, kept, log) -> list[str]:
+    """5. the tables, and the pictures (or their text forms without matplotlib)."""
     levels = [str(d) for d in cfg.digits]
     rows = {n: {"accuracy": m["accuracy"], "by_difficulty": {d: {"accuracy": a} for d, a in m["by_difficulty"].items()}}
             for n, m in metrics.items()}
@@ -202,7 +235,6 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     for n, m in metrics.items():
         log(f"{n:<18}{m['params_total']:>10,}{m['params_active']:>10,}{m['accuracy']:>10.3f}{m['format_rate']:>8.3f}"
             f"{m['mean_think_length']:>11.1f}{m['seconds']:>9.0f}")
-
     hist = {"r1_zero": metrics["r1_zero"]["history"]}
     curve = metrics["base"]["load_curve"]
     classes, share = specialisation(base, [p + c for p, c in kept[:300]], layer=0)
@@ -223,12 +255,45 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
             log(plots.text_series(hist, key))
         log("base layer-0 expert share per token class:")
         log(plots.text_heatmap(share.tolist(), classes, cols))
-    result = {
-        "models": {n: {k: m[k] for k in ("params_total", "params_active", "accuracy", "by_difficulty", "format_rate",
-                                          "mean_think_length", "seconds")} for n, m in metrics.items()},
-        "samples": extra["samples"],
-        "config": asdict(cfg),
-        "pictures": pictures,
-        "seconds_total": time.perf_counter() - t_start,
-    }
-    return result
+    return pictures
+
+
+def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = False, log=print) -> dict:
+    """Run (or resume) every stage under `out`; returns the metrics dict."""
+    out = Path(out)
+    run = Run(out, cfg, device, resume, log)
+    t_start = time.perf_counter()
+    test = sample_problems(cfg.eval_per_digit * len(cfg.digits), digits=cfg.digits, ops=cfg.ops, split="test",
+                           unique=True, allow_fewer=True)  # small cells give what they hold
+    train_problems = sample_problems(20000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed)
+    rl_problems = sample_problems(5000, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 1)
+    metrics = {}
+    base, metrics["base"] = stage_base(run, train_problems, test)
+    log(f"base: {metrics['base']['params_total']:,} parameters, {metrics['base']['params_active']:,} active; "
+        f"held-out accuracy {metrics['base']['accuracy']:.3f}")
+    policy, metrics["r1_zero"] = stage_r1_zero(run, base, rl_problems, test)
+    log(f"r1_zero: held-out accuracy {metrics['r1_zero']['accuracy']:.3f}, "
+        f"format rate {metrics['r1_zero']['format_rate']:.3f}")
+    kept, samples = stage_samples(run, policy)
+    log(f"samples: kept {samples['kept']}/{samples['samples']} ({samples['keep_rate']:.0%}) right, well-formed completions")
+    if not kept:
+        raise RuntimeError("the RL model wrote no correct, well-formed completion to distil; train longer")
+    for name in ("student", "student_logit_kd"):
+        metrics[name] = stage_student(run, name, kept, policy, test)
+        log(f"{name}: {metrics[name]['params_active']:,} active parameters, held-out accuracy "
+            f"{metrics[name]['accuracy']:.3f}")
+    pictures = report(out, cfg, metrics, base, kept, log)
+    keys = ("params_total", "params_active", "accuracy", "by_difficulty", "format_rate", "mean_think_length", "seconds")
+    return {"models": {n: {k: m[k] for k in keys} for n, m in metrics.items()},
+            "samples": {k: v for k, v in samples.items() if k != "settings"}, "config": asdict(cfg),
+            "pictures": pictures, "seconds_total": time.perf_counter() - t_start}
+
+
+def run_seed(args, seed: int) -> dict:
+    """One seed of `toyds pipeline --seeds N` (toyds/seeds.py runs it): the first seed's stages go in
+    args.out, the others' in args.out/seed-<s>. args.config holds the PipelineConfig's other fields."""
+    out = Path(args.out) if seed == args.seeds[0] else Path(args.out) / f"seed-{seed}"
+    m = run_pipeline(out, PipelineConfig(**{**args.config, "seed": seed}), device=args.device, resume=args.resume)
+    acc = {n: r["accuracy"] for n, r in m["models"].items()}
+    return {**m, "student_over_r1_zero": acc["student"] / max(acc["r1_zero"], 1e-9),
+            "r1_zero_minus_base": acc["r1_zero"] - acc["base"]}

@@ -25,16 +25,17 @@ Shapes: B completions, T tokens, D width.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from toyds.layers import evaluating
 from toyds.model import GPT, GPTConfig
 from toyds.sampling import left_pad
 from toyds.tokenizer import Tokenizer
+from toyds.train import TrainConfig, lr_at
+from toyds.trainer import fit, make_optimizer
 
 
 class RewardModel(nn.Module):
@@ -54,14 +55,12 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def score(self, texts: list[str], batch_size: int = 256) -> list[float]:
         """r_phi for each full text (prompt + completion), as probabilities."""
-        was = self.training
-        self.eval()
         tok, device = Tokenizer(), next(self.parameters()).device
         out = []
-        for i in range(0, len(texts), batch_size):
-            ids, mask = left_pad([self._ids(t, tok) for t in texts[i : i + batch_size]], tok.pad_id, device)
-            out += torch.sigmoid(self(ids, mask)).tolist()
-        self.train(was)
+        with evaluating(self):
+            for i in range(0, len(texts), batch_size):
+                ids, mask = left_pad([self._ids(t, tok) for t in texts[i : i + batch_size]], tok.pad_id, device)
+                out += torch.sigmoid(self(ids, mask)).tolist()
         return out
 
     def _ids(self, text: str, tok: Tokenizer) -> list[int]:
@@ -69,36 +68,37 @@ class RewardModel(nn.Module):
         return ids[-self.cfg.block_size :]  # keep the end, where the answer is
 
 
-@dataclass
-class RMConfig:
-    steps: int = 300  # optimiser steps
-    batch_size: int = 64  # texts per step
-    lr: float = 1e-3  # AdamW learning rate
-    seed: int = 0  # fixes the batch order
-    progress: bool = True  # show a tqdm bar
+def train_reward_model(rm: RewardModel, texts: list[str], labels: list[float], cfg: TrainConfig, *, eval_fn=None,
+                       step_callback=None, parallel=None, checkpoint=None, desc: str = "reward model",
+                       progress: bool | None = None) -> list[dict]:
+    """Fit r_phi to (text, label) pairs with binary cross-entropy; returns the history, one dict per step.
 
-
-def train_reward_model(rm: RewardModel, texts: list[str], labels: list[float], cfg: RMConfig) -> list[float]:
-    """Fit r_phi to (text, label) pairs with binary cross-entropy; returns the loss per step."""
+    cfg is the supervised TrainConfig (steps, batch size, schedule, seed); the loop
+    and the optimiser step are every toyds trainer's (toyds/trainer.py).
+    """
     if len(texts) != len(labels) or not texts:
         raise ValueError(f"need one label per text and at least one text; got {len(texts)} texts, {len(labels)} labels")
     tok, device = Tokenizer(), next(rm.parameters()).device
     data = [(rm._ids(t, tok), float(y)) for t, y in zip(texts, labels)]
     rng = random.Random(cfg.seed)
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.01)
-    losses = []
+    net = rm if parallel is None else parallel.wrap(rm)
     rm.train()
-    for _ in tqdm(range(cfg.steps), desc="reward model", disable=not cfg.progress, leave=False):
+
+    def step_fn(step, update):
         batch = rng.choices(data, k=cfg.batch_size)
+        if parallel is not None:  # this rank's rows of the batch
+            batch = [batch[i] for i in parallel.shard(torch.arange(len(batch)))[0].tolist()]
         ids, mask = left_pad([ids for ids, _ in batch], tok.pad_id, device)
         y = torch.tensor([label for _, label in batch], device=device)
         # L = BCE(sigmoid(logit), y)
-        loss = F.binary_cross_entropy_with_logits(rm(ids, mask), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+        loss = F.binary_cross_entropy_with_logits(net(ids, mask), y)
+        update(loss)
+        return {"loss": loss.item()}
+
+    opt = make_optimizer(rm, cfg.lr, cfg.weight_decay, cfg.betas)
+    return fit(rm, step_fn, cfg.steps, opt=opt, lr_at=lambda step: lr_at(step, cfg), grad_clip=cfg.grad_clip,
+               parallel=parallel, eval_fn=eval_fn, eval_every=cfg.eval_every, step_callback=step_callback,
+               checkpoint=checkpoint, save_every=cfg.save_every, meta={"stage": desc}, desc=desc, progress=progress)
 
 
 def as_reward_fn(rm: RewardModel):

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import math
 
-from toyds.tokenizer import SPECIALS
-
-THINK, END_THINK, ANSWER, END_ANSWER, EOS = "<think>", "</think>", "<answer>", "</answer>", "<eos>"
+from toyds.tokenizer import ANSWER, END_ANSWER, END_THINK, EOS, SPECIALS, THINK
 WHITESPACE = " \t\n\r"  # ASCII only: str.strip() would also eat exotic Unicode spaces
 DIGITS = frozenset("0123456789")  # ASCII only: str.isdigit() is also true for '٣', '３', '³'
-MAX_DIGITS = 64  # default cap on answer length: far above any toyds answer, far below 1 MB
+MAX_ANSWER_DIGITS = 64  # default cap on answer length: far above any toyds answer, far below 1 MB
 
 
 def _blank(s: str) -> bool:
@@ -56,7 +54,7 @@ def _is_end(tail: str) -> bool:
 # --------------------------------------------------------------- plain integers
 
 
-def is_plain_integer(text: str, max_digits: int = MAX_DIGITS) -> bool:
+def is_plain_integer(text: str, max_digits: int = MAX_ANSWER_DIGITS) -> bool:
     """True iff `text` is an integer spelled the one way Python prints it: 0, 7, -12, 936.
 
     Each refusal closes a door:
@@ -138,7 +136,7 @@ def extract_answer(completion: str) -> str | None:
     return content.strip(WHITESPACE)
 
 
-def accuracy_reward(completion: str, answer: int | str, *, max_digits: int = MAX_DIGITS) -> float:
+def accuracy_reward(completion: str, answer: int | str, *, max_digits: int = MAX_ANSWER_DIGITS) -> float:
     """1.0 iff the one answer block holds exactly the truth as a plain ASCII integer, else 0.0.
 
     `answer` is the truth (an int, or a str such as '936'); a malformed truth
@@ -198,7 +196,7 @@ def format_reward(completion: str, *, graded: bool = False) -> float:
 
 
 def combined_reward(completion: str, answer: int | str, *, format_weight: float = 0.5, graded: bool = False,
-                    max_digits: int = MAX_DIGITS) -> float:
+                    max_digits: int = MAX_ANSWER_DIGITS) -> float:
     """accuracy + format_weight * format, the sum R1 trains on.
 
     The default weight 0.5 is ours: below 1, a right answer out of format (1.0)
@@ -216,18 +214,32 @@ def combined_reward(completion: str, answer: int | str, *, format_weight: float 
 # ----------------------------------------------------------- batched, TRL-style
 
 
+def reward_name(fn) -> str:
+    """The name a trainer logs a reward function under (TRL's): its __name__, through functools.partial."""
+    while hasattr(fn, "func"):
+        fn = fn.func
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def completion_text(completion) -> str | None:
     """The text of one completion as TRL passes it, or None for anything else.
 
     Either a plain str, or chat messages ending in the assistant's reply:
-    [{"role": "assistant", "content": "..."}]; the last message is scored.
+    [{"role": "assistant", "content": "..."}]; the last message is scored. When a
+    chat template's parser has moved the thinking out of the text (TRL puts it in
+    "reasoning_content", some templates in "thinking", and leaves only what followed
+    </think> in "content"), the thinking is put back in its tags, so the format
+    reward sees the completion the model wrote instead of scoring 0 on every one.
     """
     if isinstance(completion, str):
         return completion
     if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], dict):
         msg = completion[-1]
-        if msg.get("role", "assistant") == "assistant" and isinstance(msg.get("content"), str):
-            return msg["content"]
+        content = msg.get("content")
+        if msg.get("role", "assistant") != "assistant" or not isinstance(content, str):
+            return None
+        reasoning = msg.get("reasoning_content", msg.get("thinking"))
+        return f"{THINK}{reasoning}{END_THINK}{content}" if isinstance(reasoning, str) else content
     return None
 
 
@@ -240,7 +252,7 @@ def _check_batch(completions, answer=None) -> None:
                          f"{len(completions)} completions, answer {n}")
 
 
-def accuracy_reward_batch(completions, answer, *, max_digits: int = MAX_DIGITS, **kwargs) -> list[float]:
+def accuracy_reward_batch(completions, answer, *, max_digits: int = MAX_ANSWER_DIGITS, **kwargs) -> list[float]:
     """accuracy_reward over a batch: GRPOTrainer(reward_funcs=[accuracy_reward_batch, ...]).
 
     `answer` is the dataset column of truths, one per completion; other keyword
@@ -258,8 +270,14 @@ def format_reward_batch(completions, *, graded: bool = False, **kwargs) -> list[
 
 
 def combined_reward_batch(completions, answer, *, format_weight: float = 0.5, graded: bool = False,
-                          max_digits: int = MAX_DIGITS, **kwargs) -> list[float]:
+                          max_digits: int = MAX_ANSWER_DIGITS, **kwargs) -> list[float]:
     """combined_reward over a batch, for trainers that take a single reward function."""
     _check_batch(completions, answer)
     return [combined_reward(completion_text(c), a, format_weight=format_weight, graded=graded, max_digits=max_digits)
             for c, a in zip(completions, answer)]
+
+
+# R1's reward, as a trainer takes it: GRPO(reward_fns=R1_REWARDS, reward_weights=R1_WEIGHTS),
+# the same sum as combined_reward (accuracy + 0.5 * format), with each part logged apart
+R1_REWARDS = (accuracy_reward_batch, format_reward_batch)
+R1_WEIGHTS = (1.0, 0.5)

@@ -24,8 +24,9 @@ import math
 
 import torch
 
+from toyds.layers import evaluating
 from toyds.sampling import left_pad
-from toyds.tokenizer import SPECIALS, Tokenizer
+from toyds.tokenizer import ANSWER, END_ANSWER, END_THINK, SPECIALS, THINK, Tokenizer
 
 TOKEN_CLASSES = ("prompt digit", "operator", "think digit", "think symbol", "answer digit", "tag", "other")
 
@@ -52,8 +53,7 @@ def token_classes(text: str, tok: Tokenizer | None = None) -> list[str]:
         s = tok.vocab[t]
         if s in SPECIALS:
             out.append("tag")
-            where = {"<think>": "think", "<answer>": "answer", "</think>": "completion",
-                     "</answer>": "completion"}.get(s, where)
+            where = {THINK: "think", ANSWER: "answer", END_THINK: "completion", END_ANSWER: "completion"}.get(s, where)
             continue
         if s.isdigit():
             cls = {"prompt": "prompt digit", "answer": "answer digit"}.get(where, "think digit")
@@ -74,10 +74,8 @@ def routed_tokens(model, texts: list[str]) -> tuple[list[list[str]], list[torch.
     tok = Tokenizer()
     device = next(model.parameters()).device
     ids, mask = left_pad([tok.encode(t) for t in texts], tok.pad_id, device)  # (B, T)
-    was = model.training
-    model.eval()
-    model(ids, pad_mask=mask)
-    model.train(was)
+    with evaluating(model):
+        model(ids, pad_mask=mask)
     # the MoE routed only the real tokens, row by row: (n_tokens, K) per layer
     per_layer = [m.indices.cpu() for m in model.moe_layers()]
     return [token_classes(t, tok) for t in texts], per_layer
@@ -99,8 +97,9 @@ def specialisation(model, texts: list[str], layer: int = -1) -> tuple[list[str],
 
 
 class LoadCurve:
-    """A step_callback for train_supervised: every `every` steps, each expert's share
-    of one MoE layer's tokens in that step. points: [(step, [share of e0, e1, ...]), ...]."""
+    """A step_callback for any toyds trainer (supervised, GRPO, distillation): every
+    `every` steps, each expert's share of one MoE layer's training tokens in that
+    optimiser step (all ranks under data parallelism). points: [(step, [share of e0, e1, ...]), ...]."""
 
     def __init__(self, layer: int = 0, every: int = 10):
         if not (isinstance(every, int) and every >= 1):
@@ -114,8 +113,8 @@ class LoadCurve:
             raise ValueError(f"LoadCurve(layer={self.layer}): the model has {len(layers)} MoE layers, "
                              f"so layer must be in {-len(layers)}..{len(layers) - 1}")
         if step % self.every == 0 and layers:
-            load = layers[self.layer].load  # (E,)
-            self.points.append((step, (load / load.sum()).tolist()))
+            load = layers[self.layer].step_load  # (E,) this step's training tokens, not an evaluation's
+            self.points.append((step, (load / load.sum().clamp(min=1)).tolist()))
 
 
 @torch.no_grad()

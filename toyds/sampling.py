@@ -16,8 +16,10 @@ top_k tokens, or takes the argmax when temperature == 0 (greedy). A row stops at
 <eos>; the batch stops when every row has stopped or max_new_tokens is reached.
 
 Returned log-probabilities are log softmax(logits / temperature) at the sampled
-token (the full distribution, before top-k truncation): the "old" policy's
-log-probabilities in GRPO's ratio. Used by toyds/evaluate.py and toyds/grpo.py.
+token (the full distribution, before top-k truncation), for inspection. GRPO
+recomputes its log-probabilities with `completion_logprobs` instead (at temperature
+1, with gradients), so its ratio is exactly 1 before the first update. Used by
+toyds/evaluate.py, toyds/grpo.py and toyds/distill.py.
 
 Shapes: B batch, P padded prompt length, N new tokens.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from toyds.layers import evaluating
 from toyds.tokenizer import Tokenizer
 
 
@@ -124,8 +127,23 @@ def generate(
             f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
             f"block_size={model.cfg.block_size}"
         )
-    was_training = model.training
-    model.eval()
+    with evaluating(model):
+        new, logps, comp_mask = _decode(model, ids, mask, max_new_tokens, temperature, top_k, tok, generator, use_cache)
+    texts = [tok.decode(row[m].tolist()) for row, m in zip(new, comp_mask)]
+    return Generation(
+        sequences=torch.cat([ids, new], 1),
+        pad_mask=torch.cat([mask, comp_mask], 1),
+        prompt_len=P,
+        completion_mask=comp_mask,
+        logprobs=logps,
+        texts=texts,
+    )
+
+
+def _decode(model, ids, mask, max_new_tokens, temperature, top_k, tok, generator, use_cache):
+    """The decoding loop of `generate`: (new tokens, their log-probabilities, completion mask), each (B, N)."""
+    B, P = ids.shape
+    device = ids.device
     caches = model.new_caches(B, P + max_new_tokens) if use_cache else None
     padded = not bool(mask.all())
 
@@ -153,16 +171,5 @@ def generate(
         else:
             logits = model(seq, pad_mask=full_mask if padded else None)
         logits = logits[:, -1]
-    model.train(was_training)
-
     N = t + 1
-    new, logps, comp_mask = new[:, :N], logps[:, :N], comp_mask[:, :N]
-    texts = [tok.decode(row[m].tolist()) for row, m in zip(new, comp_mask)]
-    return Generation(
-        sequences=torch.cat([ids, new], 1),
-        pad_mask=torch.cat([mask, comp_mask], 1),
-        prompt_len=P,
-        completion_mask=comp_mask,
-        logprobs=logps,
-        texts=texts,
-    )
+    return new[:, :N], logps[:, :N], comp_mask[:, :N]

@@ -2,7 +2,7 @@
 
 Real LLMs use byte-pair encodings with 100k+ tokens; DeepSeek-V3's has 128k. For
 arithmetic a character per token is clearer: a reader can line each token up with
-a digit, and every model in toyds shares the same 52-token vocabulary by
+a digit, and every model in toyds shares the same 53-token vocabulary by
 construction, which distillation relies on.
 
 The seven special tokens are single tokens, written in text as tags:
@@ -21,7 +21,9 @@ raises a ValueError naming the character and its position, never a silent
 
 from __future__ import annotations
 
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<think>", "</think>", "<answer>", "</answer>")
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+THINK, END_THINK, ANSWER, END_ANSWER = "<think>", "</think>", "<answer>", "</answer>"  # the tags R1's format uses
+SPECIALS = (PAD, BOS, EOS, THINK, END_THINK, ANSWER, END_ANSWER)
 # digits, the operators the tasks use, the punctuation of the worked traces, and
 # lower-case letters for the few words in traces and untagged text ("so", ...)
 CHARS = tuple("0123456789+-x=;,.:() ") + tuple("abcdefghijklmnopqrstuvwyz")  # 'x' is above
@@ -36,9 +38,7 @@ class Tokenizer:
         self.stoi = {s: i for i, s in enumerate(self.vocab)}
         if len(self.stoi) != len(self.vocab):  # guard against a typo in CHARS
             raise AssertionError("duplicate entries in the vocabulary")
-        self.pad_id, self.bos_id, self.eos_id = (self.stoi[s] for s in SPECIALS[:3])
-        self.think_id, self.end_think_id = self.stoi["<think>"], self.stoi["</think>"]
-        self.answer_id, self.end_answer_id = self.stoi["<answer>"], self.stoi["</answer>"]
+        self.pad_id, self.bos_id, self.eos_id = self.stoi[PAD], self.stoi[BOS], self.stoi[EOS]
 
     @property
     def vocab_size(self) -> int:

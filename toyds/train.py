@@ -7,11 +7,11 @@ the prompt tokens are masked out of the loss, so the model is trained to
 
     loss = - sum_t m_t log p(x_{t+1} | x_<=t) / sum_t m_t,   m_t = 1 on completion tokens
 
-Optimiser: AdamW, linear warm-up then cosine decay to min_lr, gradient clipping at
-grad_clip. With an MoE feed-forward, the auxiliary balancing loss is added to the
-loss, and DeepSeek-V3's bias update runs after every optimiser step. A seed fixes
-the initialisation, the batches and so the whole run, on one machine and thread
-count.
+Schedule: linear warm-up then cosine decay to min_lr. The optimiser step itself
+(AdamW, clipping, MoE balancing, non-finite checks) and the loop (history,
+evaluation, checkpoints, progress) are toyds/trainer.py's, shared by every trainer.
+A seed fixes the initialisation, the batches and so the whole run, on one machine
+and thread count.
 
 How the toy differs: batches are sampled with replacement from a small list of
 examples, no gradient accumulation or mixed precision, one process unless given
@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from toyds.layers import evaluating
 from toyds.tokenizer import Tokenizer
+from toyds.trainer import fit, make_optimizer
 
 
 @dataclass
@@ -45,9 +45,10 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decay rates
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     eval_every: int = 0  # run eval_fn every this many steps (0 = only at the end)
-    length_buckets: int = 0  # k > 0: draw k batches at once, sorted by length, so each batch pads little
+    save_every: int = 0  # write the checkpoint every this many steps (0 = only at the end)
+    pack: bool = True  # pack each batch's sequences into shared rows (same loss, fewer padded positions)
+    mtp_lambda: float = 0.3  # weight of the multi-token prediction loss, for models with mtp_depth > 0 (V3: 0.3)
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
-    progress: bool = True  # show a tqdm bar
 
     @classmethod
     def recipe(cls, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0, **fields) -> TrainConfig:
@@ -57,12 +58,15 @@ class TrainConfig:
                    **fields)
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
-        if not (0 < self.min_lr <= self.lr):
-            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
-        if not (isinstance(self.length_buckets, int) and self.length_buckets >= 0):
-            raise ValueError(f"length_buckets must be an integer >= 0, got {self.length_buckets!r}")
+        for name in ("steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {v!r}")
+        if not (math.isfinite(self.lr) and 0 < self.min_lr <= self.lr):
+            raise ValueError(f"need finite learning rates with 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0) or not self.weight_decay >= 0:
+            raise ValueError(f"need grad_clip >= 0 (0 = off) and weight_decay >= 0, got {self.grad_clip}, "
+                             f"{self.weight_decay}")
         if not (0 <= self.warmup < self.steps):
             raise ValueError(f"warmup must be in [0, steps), got {self.warmup} with steps={self.steps}")
 
@@ -74,14 +78,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     # cosine from lr down to min_lr over the remaining steps
     progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.98)) -> torch.optim.AdamW:
-    """AdamW that decays matrices only (norm gains and biases are left alone)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def encode_pairs(pairs: list[tuple[str, str]], tok: Tokenizer) -> list[tuple[list[int], int]]:
@@ -110,6 +106,57 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int, device="cpu"):
     return x.to(device), y.to(device), m.to(device)
 
 
+def pack(lengths: list[int], width: int) -> list[list[int]]:
+    """Group sequences of `lengths` into rows of at most `width` positions: first fit, longest first.
+
+    pack([5, 3, 2, 4], 6) -> [[0], [3, 2], [1]]: 5 | 4 + 2 | 3. Every sequence lands whole in
+    one row, so no sequence is cut and the rows hold the same tokens as one per row.
+    """
+    rows, room = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if lengths[i] > width:
+            raise ValueError(f"a sequence of {lengths[i]} positions does not fit a row of {width}")
+        j = next((j for j, r in enumerate(room) if r >= lengths[i]), None)
+        if j is None:
+            rows.append([i])
+            room.append(width - lengths[i])
+        else:
+            rows[j].append(i)
+            room[j] -= lengths[i]
+    return rows
+
+
+def collate_packed(examples: list[tuple[list[int], int]], pad_id: int, device="cpu", return_layout: bool = False):
+    """Pack a batch into shared rows. Returns inputs, targets, loss mask and segments, each (R, T)
+    (and with return_layout, (row, offset, example) for every example, to place per-example data alike).
+
+    The rows are as wide as the longest example, R <= B of them. segments[r, t] is the
+    number of the example at that position within its row (-1 for padding): the model
+    keeps attention and rotary positions inside each example (GPT.forward(segments=)),
+    so the masked loss is the one `collate` gives, computed over fewer padded positions.
+    """
+    T = max(len(ids) for ids, _ in examples) - 1
+    rows = pack([len(ids) - 1 for ids, _ in examples], T)
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    m = torch.zeros(len(rows), T, dtype=torch.bool)
+    seg = torch.full((len(rows), T), -1, dtype=torch.long)
+    layout = []
+    for r, members in enumerate(rows):
+        at = 0
+        for k, i in enumerate(members):
+            layout.append((r, at, i))
+            ids, plen = examples[i]
+            n = len(ids) - 1
+            x[r, at : at + n] = torch.tensor(ids[:-1])
+            y[r, at : at + n] = torch.tensor(ids[1:])
+            m[r, at + plen - 1 : at + n] = True  # predict from the last prompt token onwards
+            seg[r, at : at + n] = k
+            at += n
+    out = (x.to(device), y.to(device), m.to(device), seg.to(device))
+    return (*out, layout) if return_layout else out
+
+
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # loss = - sum_t m_t log p(x_{t+1} | x_<=t) / sum_t m_t
     nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B*T,)
@@ -120,54 +167,27 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
 @torch.no_grad()
 def eval_loss(model, examples, pad_id: int, batch_size: int = 256) -> float:
     """Mean masked loss over examples (completion tokens only)."""
-    was = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        x, y, m = collate(examples[i : i + batch_size], pad_id, device)
-        n = int(m.sum())
-        total += masked_lm_loss(model(x), y, m).item() * n
-        count += n
-    model.train(was)
+    with evaluating(model):
+        for i in range(0, len(examples), batch_size):
+            x, y, m = collate(examples[i : i + batch_size], pad_id, device)
+            n = int(m.sum())
+            total += masked_lm_loss(model(x), y, m).item() * n
+            count += n
     return total / max(count, 1)
 
 
-def batches(examples: list, cfg: TrainConfig, rng: random.Random):
-    """Endless batches sampled with replacement.
+def train_supervised(model, pairs: list[tuple[str, str]], cfg: TrainConfig, *, eval_fn=None, step_callback=None,
+                     parallel=None, checkpoint=None, desc: str = "train", progress: bool | None = None,
+                     tokenizer: Tokenizer | None = None) -> list[dict]:
+    """Train on (prompt, completion) pairs; returns the history, one dict per step.
 
-    With cfg.length_buckets = k > 0, k batches' worth are drawn at once, sorted by
-    length and cut into k batches (served in random order): every example is as
-    likely as before, but a batch of short sequences is no longer padded to the
-    length of one long one. On a corpus mixing 20-token answers with 130-token
-    traces this is most of the compute.
-    """
-    while True:
-        if not cfg.length_buckets:
-            yield rng.choices(examples, k=cfg.batch_size)
-            continue
-        pool = sorted(rng.choices(examples, k=cfg.batch_size * cfg.length_buckets), key=lambda e: len(e[0]))
-        chunks = [pool[i : i + cfg.batch_size] for i in range(0, len(pool), cfg.batch_size)]
-        rng.shuffle(chunks)
-        yield from chunks
-
-
-def train_supervised(
-    model,
-    pairs: list[tuple[str, str]],
-    cfg: TrainConfig,
-    eval_fn=None,
-    desc: str = "train",
-    tokenizer: Tokenizer | None = None,
-    step_callback=None,
-    parallel=None,
-) -> list[dict]:
-    """Train on (prompt, completion) pairs; returns a history of logged dicts.
-
-    eval_fn(model) -> dict is called every cfg.eval_every steps and at the end;
-    step_callback(step, model) runs after every optimiser step (e.g. to record
-    MoE load for a picture). parallel: a toyds.distributed.DataParallel, to run
-    data-parallel (every rank makes this same call; rank 0 shows the bar).
+    The keyword arguments are every toyds trainer's (toyds/trainer.py: fit):
+    eval_fn(model) -> dict every cfg.eval_every steps and at the end (figures
+    prefixed "eval_"); step_callback(step, model) after every step; parallel, a
+    toyds.data_parallel.DataParallel, to run data-parallel (every rank makes this
+    same call); checkpoint, a path written every cfg.save_every steps and at the end.
     """
     tok = tokenizer or Tokenizer()
     examples = encode_pairs(pairs, tok)
@@ -180,40 +200,34 @@ def train_supervised(
     rng = random.Random(cfg.seed)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     net = model if parallel is None else parallel.wrap(model)  # DDP averages gradients in backward
-    history: list[dict] = []
     model.train()
-    t0 = time.perf_counter()
-    show = cfg.progress and (parallel is None or parallel.is_main)
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not show, leave=False)
-    stream = batches(examples, cfg, rng)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        x, y, m = collate(next(stream), tok.pad_id, device)
-        if parallel is None:
+
+    def step_fn(step, update):
+        batch = rng.choices(examples, k=cfg.batch_size)
+        if parallel is not None:  # this rank's examples of the global batch
+            share = parallel.shard(torch.arange(len(batch)))[0].tolist()
+            n_all = sum(len(ids) - plen for ids, plen in batch)  # target tokens of the whole batch
+            batch = [batch[i] for i in share]
+        extra = {}
+        if model.cfg.mtp_depth:  # loss = main + lambda / K sum_k L_k, one row per example (toyds/mtp.py)
+            from toyds.mtp import loss_with_mtp
+
+            x, y, m = collate(batch, tok.pad_id, device)
+            parts = loss_with_mtp(net, x, y, m, cfg.mtp_lambda)
+            depths = [parts[f"mtp_{k}"].item() for k in range(1, model.cfg.mtp_depth + 1)]
+            loss, extra = parts["loss"], {"loss_main": parts["main"].item(), "loss_mtp": sum(depths) / len(depths)}
+        elif cfg.pack:
+            x, y, m, seg = collate_packed(batch, tok.pad_id, device)  # (R, T) rows holding several examples
+            loss = masked_lm_loss(net(x, segments=seg), y, m)
+        else:
+            x, y, m = collate(batch, tok.pad_id, device)  # (B, T) one example per row, right-padded
             loss = masked_lm_loss(net(x), y, m)
-        else:  # this rank's rows of the global batch, weighted so the mean over ranks is the global loss
-            x, y, m, weight = parallel.shard_batch(x, y, m)
-            loss = masked_lm_loss(net(x), y, m) * weight
-        aux = model.aux_loss()
-        total = loss if aux is None else loss + aux
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if parallel is not None:
-            parallel.sync_moe_load(model)  # the bias rule sees the global load on every rank
-        model.update_moe_biases()  # no-op for dense models
-        if step_callback is not None:
-            step_callback(step, model)
-        loss_value = loss.item() if parallel is None else parallel.reduce({"loss": loss.item()})["loss"]
-        bar.set_postfix(loss=f"{loss_value:.3f}")
-        last = step == cfg.steps - 1
-        if eval_fn is not None and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-            row = {"step": step + 1, "loss": loss_value, "seconds": time.perf_counter() - t0}
-            row.update(eval_fn(model))
-            history.append(row)
-        elif last:
-            history.append({"step": step + 1, "loss": loss_value, "seconds": time.perf_counter() - t0})
-    return history
+        if parallel is not None:  # weighted so the mean over ranks is the global loss: w_r = W * n_r / n
+            loss = loss * (parallel.world_size * int(m.sum()) / max(n_all, 1))
+        update(loss)
+        # tokens: the real (non-pad) positions computed; slots: all positions, padding included
+        return {"loss": loss.item(), **extra, "tokens": sum(len(ids) - 1 for ids, _ in batch), "slots": x.numel()}
+
+    return fit(model, step_fn, cfg.steps, opt=opt, lr_at=lambda step: lr_at(step, cfg), grad_clip=cfg.grad_clip,
+               parallel=parallel, eval_fn=eval_fn, eval_every=cfg.eval_every, step_callback=step_callback,
+               checkpoint=checkpoint, save_every=cfg.save_every, meta={"stage": desc}, desc=desc, progress=progress)

@@ -1,4 +1,4 @@
-"""Core speed: the KV cache, and toyds's training speed against a plain transformer.
+"""Core speed: the KV cache, toyds's training speed against a plain transformer, and packing.
 
     python examples/benchmarks/bench_core.py --out runs/bench_core
 
@@ -9,12 +9,20 @@
    same shape (same widths, heads, SwiGLU, RMSNorm, rotary positions) written in
    the most obvious way: explicit q @ k^T, a mask and a softmax, separate q/k/v
    projections. Both take the same forward + backward + AdamW step.
+3. Real (non-pad) training tokens per second on the mixed base corpus (direct
+   answers of ~12 tokens beside traces of ~40), through train_supervised itself:
+   batches packed several sequences to a row (TrainConfig(pack=True), the default)
+   vs one sequence per row, right-padded to the longest. And the model-FLOPs
+   utilisation of the packed run: MFU = 6 * params * real tokens/s / R, with R this
+   machine's float32 matmul rate, measured here at the model's width.
 
 Each measurement is the median of --repeats timed runs after a warm-up, and the
 two things compared alternate within each repeat so that load from elsewhere on a
 shared machine hits both. Takes about 1 minute on 2 cores. Prints the ratios;
 with --out DIR writes DIR/metrics.json:
-{"kv_cache_speedup": x, "train_tokens_per_s": {"toyds": t, "reference": r}, ...}
+{"kv_cache_speedup": x, "train_tokens_per_s": {"toyds": t, "reference": r},
+ "real_tokens_per_s": {"packed": p, "padded": q}, "packing_speedup": p / q, "mfu": f,
+ "matmul_gflops": g, ...}
 """
 
 from __future__ import annotations
@@ -28,11 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toyds.arithmetic import build_corpus, sample_problems
 from toyds.model import GPT, make_config, rope_tables
 from toyds.runs import add_common_args, setup, write_metrics
 from toyds.sampling import generate
 from toyds.tokenizer import Tokenizer
-from toyds.train import make_optimizer
+from toyds.train import TrainConfig, train_supervised
+from toyds.trainer import make_optimizer
 
 
 class ReferenceBlock(nn.Module):
@@ -100,6 +110,28 @@ def time_train_steps(model, batch, steps):
     return time.perf_counter() - t0
 
 
+def real_tokens_per_s(model_cfg, pairs, pack: bool, steps: int, seed: int) -> tuple[float, float]:
+    """(real tokens/s, share of the computed positions that were real) over `steps` training steps."""
+    torch.manual_seed(seed)
+    model = GPT(model_cfg)
+    hist = train_supervised(model, pairs, TrainConfig(steps=steps, batch_size=64, warmup=0, lr=1e-3, min_lr=1e-3,
+                                                      pack=pack, seed=seed), progress=False)
+    tokens, slots = sum(r["tokens"] for r in hist), sum(r["slots"] for r in hist)
+    return tokens / hist[-1]["seconds"], tokens / slots
+
+
+def matmul_gflops(dim: int, rows: int = 4096, repeats: int = 20) -> float:
+    """This machine's float32 matmul rate at width `dim`: (rows, D) @ (D, 3D), 2 * rows * D * 3D flops each."""
+    a, b = torch.randn(rows, dim), torch.randn(dim, 3 * dim)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * rows * dim * 3 * dim / statistics.median(times) / 1e9
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", default="small", help="model size preset")
@@ -108,7 +140,8 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=64, help="training sequence length")
     ap.add_argument("--train-steps", type=int, default=5, help="training steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
-    add_common_args(ap)
+    ap.add_argument("--pack-steps", type=int, default=20, help="training steps per timed repeat of packed vs padded")
+    add_common_args(ap, seeds=None)
     args = ap.parse_args(argv)
     device = setup(args)
     cfg = make_config(args.preset)
@@ -148,7 +181,31 @@ def main(argv=None):
     print(f"training tokens/s: toyds {tps['toyds']:,.0f}, reference {tps['reference']:,.0f} "
           f"-> ratio {tps['toyds'] / tps['reference']:.2f}")
 
+    # 3. packing: the same batches, through train_supervised, packed vs padded
+    pairs = build_corpus(sample_problems(20000, digits=(1, 2, 3), seed=args.seed), "base", seed=args.seed)
+    real_tokens_per_s(cfg, pairs, True, 2, args.seed)  # warm-up
+    packed, padded, share = [], [], {}
+    for _ in range(args.repeats):
+        tps_p, share["packed"] = real_tokens_per_s(cfg, pairs, True, args.pack_steps, args.seed)
+        tps_u, share["padded"] = real_tokens_per_s(cfg, pairs, False, args.pack_steps, args.seed)
+        packed.append(tps_p)
+        padded.append(tps_u)
+    real = {"packed": statistics.median(packed), "padded": statistics.median(padded)}
+    gflops = matmul_gflops(cfg.dim)
+    params = GPT(cfg).params_total()
+    # MFU = 6 * params * tokens/s / peak rate  (2 flops per weight per token forward, 4 backward)
+    mfu = 6 * params * real["packed"] / (gflops * 1e9)
+    print(f"real training tokens/s on the base corpus: packed {real['packed']:,.0f} ({share['packed']:.0%} of positions "
+          f"real), padded {real['padded']:,.0f} ({share['padded']:.0%} real) -> packing {real['packed'] / real['padded']:.2f}x")
+    print(f"float32 matmul at width {cfg.dim}: {gflops:.1f} GFLOP/s; model-FLOPs utilisation of the packed run "
+          f"{mfu:.1%} (6 x {params:,} params x tokens/s)")
+
     write_metrics(args.out, {
+        "real_tokens_per_s": real,
+        "packing_speedup": real["packed"] / real["padded"],
+        "real_share": share,
+        "mfu": mfu,
+        "matmul_gflops": gflops,
         "kv_cache_speedup": speedup,
         "train_tokens_per_s": tps,
         "train_ratio": tps["toyds"] / tps["reference"],

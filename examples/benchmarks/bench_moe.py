@@ -8,17 +8,18 @@ gate, sorting tokens by expert, gathering and scattering rows). This measures
 forward + backward time of:
 
     dense       SwiGLU(D, (K + S) * H)                       the baseline
-    moe         toyds MoE, default dispatch ("sorted" on a CPU: the path the code teaches)
-    grouped_mm  the same layout through torch._grouped_mm, one kernel for all experts
-    naive       dispatch="loop", DeepSeek-V3's for-each-expert loop
+    loop        dispatch="loop", DeepSeek-V3's for-each-expert loop (the CPU default)
+    sorted      copies sorted by expert, one matmul per contiguous block
+    grouped_mm  the sorted layout through torch._grouped_mm, one kernel for all experts
 
 for N = 512 and 4096 tokens, and the MoE's time as the number of experts grows
 at fixed top-k (it should stay nearly flat: more experts, same work per token).
 Each figure is the median of --repeats runs, the variants interleaved within a
 repeat so load from elsewhere on a shared machine hits all of them. One thread by
 default. About 1 minute on a laptop CPU. Prints the ratios; with --out DIR writes
-DIR/metrics.json: {"moe_over_dense": {"512": r, "4096": r}, "naive_over_dense":
-{...}, "grouped_mm_over_dense": {...}, "experts_scaling": {"8": seconds, ...}}.
+DIR/metrics.json: {"moe_over_dense": {"512": r, "4096": r} (the default dispatch),
+"loop_over_dense", "sorted_over_dense", "grouped_mm_over_dense" (the same, per dispatch),
+"experts_scaling": {"8": seconds, ...}, "experts_scaling_ratio": t(64) / t(8)}.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from toyds.layers import SwiGLU
-from toyds.moe import MoE, MoEConfig, grouped_mm_available
+from toyds.dispatch import grouped_mm_available, resolve_dispatch
+from toyds.moe import MoE, MoEConfig
 from toyds.runs import add_common_args, setup, write_metrics
+from toyds.trainer import show_progress
 
 
 def fwd_bwd_seconds(layer, x: torch.Tensor, iters: int) -> float:
@@ -53,7 +56,7 @@ def main(argv=None):
     ap.add_argument("--scaling-experts", default="8,16,32,64", help="expert counts for the scaling run (at N = largest --tokens)")
     ap.add_argument("--iters", type=int, default=5, help="forward+backward passes per timed run")
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per figure; the median is reported")
-    add_common_args(ap, threads=1)
+    add_common_args(ap, threads=1, seeds=None)
     args = ap.parse_args(argv)
     device = setup(args)
     D, H, K, S = args.dim, args.expert_dim, args.top_k, args.shared
@@ -65,19 +68,20 @@ def main(argv=None):
 
     layers = {
         "dense": SwiGLU(D, (K + S) * H).to(device),
-        "moe": moe(args.experts),
+        "loop": moe(args.experts, "loop"),
+        "sorted": moe(args.experts, "sorted"),
         "grouped_mm": moe(args.experts, "grouped_mm"),
-        "naive": moe(args.experts, "loop"),
     }
-    for name in ("grouped_mm", "naive"):  # identical weights, so only the dispatch differs
-        layers[name].load_state_dict(layers["moe"].state_dict())
+    for name in ("sorted", "grouped_mm"):  # identical weights, so only the dispatch differs
+        layers[name].load_state_dict(layers["loop"].state_dict())
     probe = torch.zeros(1, D, device=device)
-    has_gmm = grouped_mm_available(probe, layers["moe"].cfg)
+    has_gmm = grouped_mm_available(probe, layers["loop"].cfg)
+    default = resolve_dispatch(moe(args.experts).cfg, probe)
     print(f"D={D}, H={H}, E={args.experts}, top-{K}, {S} shared; dense width {(K + S) * H}; "
-          f"{args.threads} thread(s); default dispatch on {device.type}: {'grouped_mm' if device.type == 'cuda' else 'sorted'}"
+          f"{args.threads} thread(s); default dispatch on {device.type}: {default}"
           + ("" if has_gmm else "; torch._grouped_mm unusable here, so 'grouped_mm' runs as 'sorted'"))
 
-    ratios = {"moe_over_dense": {}, "grouped_mm_over_dense": {}, "naive_over_dense": {}}
+    ratios = {"moe_over_dense": {}, "loop_over_dense": {}, "sorted_over_dense": {}, "grouped_mm_over_dense": {}}
     seconds = {}
     sizes = [int(n) for n in args.tokens.split(",")]
     for N in sizes:
@@ -85,17 +89,16 @@ def main(argv=None):
         for layer in layers.values():
             fwd_bwd_seconds(layer, x, 2)  # warm-up
         times = {name: [] for name in layers}
-        for _ in tqdm(range(args.repeats), desc=f"N={N}", leave=False):
+        for _ in tqdm(range(args.repeats), desc=f"N={N}", leave=False, disable=not show_progress(None)):
             for name, layer in layers.items():
                 times[name].append(fwd_bwd_seconds(layer, x, args.iters))
         med = {name: statistics.median(t) for name, t in times.items()}
         seconds[str(N)] = med
-        for name in ("moe", "grouped_mm", "naive"):
+        for name in ("loop", "sorted", "grouped_mm"):
             ratios[f"{name}_over_dense"][str(N)] = med[name] / med["dense"]
-        print(f"N={N:>5}: dense {med['dense'] * 1e3:7.2f} ms | moe {med['moe'] * 1e3:7.2f} ms "
-              f"({med['moe'] / med['dense']:.2f}x) | grouped_mm {med['grouped_mm'] * 1e3:7.2f} ms "
-              f"({med['grouped_mm'] / med['dense']:.2f}x) | naive loop {med['naive'] * 1e3:7.2f} ms "
-              f"({med['naive'] / med['dense']:.2f}x)")
+        ratios["moe_over_dense"][str(N)] = ratios[f"{default}_over_dense"][str(N)]  # the default dispatch
+        print(f"N={N:>5}: dense {med['dense'] * 1e3:7.2f} ms | " + " | ".join(
+            f"{name} {med[name] * 1e3:7.2f} ms ({med[name] / med['dense']:.2f}x)" for name in ("loop", "sorted", "grouped_mm")))
 
     N = max(sizes)
     x = torch.randn(N, D, device=device)
@@ -103,11 +106,12 @@ def main(argv=None):
     for layer in scaling_layers.values():
         fwd_bwd_seconds(layer, x, 2)
     times = {E: [] for E in scaling_layers}
-    for _ in tqdm(range(args.repeats), desc="experts scaling", leave=False):
+    for _ in tqdm(range(args.repeats), desc="experts scaling", leave=False, disable=not show_progress(None)):
         for E, layer in scaling_layers.items():
             times[E].append(fwd_bwd_seconds(layer, x, args.iters))
     scaling = {str(E): statistics.median(t) for E, t in times.items()}
     base = scaling[str(min(scaling_layers))]
+    scaling_ratio = scaling[str(max(scaling_layers))] / base
     print(f"N={N}, top-{K}: time by number of experts (params grow, work per token does not):")
     for E, t in scaling.items():
         print(f"  E={E:>3}: {t * 1e3:7.2f} ms  ({t / base:.2f}x E={min(scaling_layers)})")
@@ -115,6 +119,8 @@ def main(argv=None):
     write_metrics(args.out, {
         **ratios,
         "experts_scaling": scaling,
+        "experts_scaling_ratio": scaling_ratio,
+        "default_dispatch": default,
         "seconds": seconds,
         "config": {"dim": D, "expert_dim": H, "n_experts": args.experts, "top_k": K, "shared": S,
                    "threads": args.threads},
