@@ -182,6 +182,20 @@ def test_batch_reward_matches_single():
     assert cd.format_batch(["<think>a</think><answer>b</answer>", "<answer>b</answer>"]) == [1.0, 0.0]
 
 
+def test_grpo_scores_countdown_through_its_columns():
+    """GRPO's weighted_rewards hands each reward its own problem's columns (numbers, target)."""
+    from toyds.grpo import weighted_rewards
+
+    q = Countdown((4, 2, 9), 7)  # (9-4)+2
+    problems = [P, P, P, q, q]
+    comps = [GOOD, "<think>(8-3)+1</think><answer>(8+3)+1</answer><eos>", "<answer>(8-3)+1</answer><eos>",
+             "<think>7-2=5 9-4=5-5=0 ok</think><answer>(9-4)+2</answer><eos>", GOOD]
+    total, per_fn = weighted_rewards([cd.accuracy_batch, cd.format_batch], [1.0, 0.5], comps, problems)
+    # right and formatted: 1 + 0.5; formatted, wrong: 0.5; right, no think block: 1; P's answer for q: 0.5
+    assert total.tolist() == [1.5, 0.5, 1.0, 1.5, 0.5]
+    assert per_fn["accuracy_batch"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
+
+
 # ------------------------------------------------------------- reading the thinking
 
 

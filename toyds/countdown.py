@@ -4,19 +4,28 @@ The "aha moment" of DeepSeek-R1-Zero (R1 paper, section 2.2.4) is a model that
 learns, from rule-based rewards alone, to check its own work and to go back when
 the check fails. TinyZero and Mini-R1 showed it on the Countdown game with 3B
 models on GPUs. This module is a version small enough for a CPU: three numbers from
-1 to 9 and a target; combine all three, each once, with + - x to hit the target.
+1 to 9 and a one-digit target; combine all three, each once, with + - x.
 
     prompt      <bos>8,3,1 to 6:
-    direct      <think>(8x1)+3</think><answer>(8x1)+3</answer><eos>        a guess, unchecked
-    search      <think>8x3=24,-1=23 no;8+3=11,+1=12 no;8-3=5,+1=6 ok</think><answer>(8-3)+1</answer><eos>
+    direct      <think>(8-3)+1</think><answer>(8-3)+1</answer><eos>          a guess, unchecked
+    search      <think>6-1=5 8x3=24 no,8-3=5-5=0 ok</think><answer>(8-3)+1</answer><eos>
 
-A *search trace* tries candidates in random order, works each one out, compares it
-with the target ("ok" or "no"), and on "no" backtracks to the next candidate.
 The candidates are the family (x op1 y) op2 z: (x, y, z) an arrangement of the
-numbers with x >= y, op1 in + - x, op2 in + -, no negative results (at most 18).
+numbers with x >= y, op1 in + - x, op2 in + x, no negative results (at most 18).
+A *search trace* works back from the target: a head per last number z undoes the
+outer op ('6-1=5': with +1 last, x op1 y must make 5; '6:3=2' for x3 last), then
+tries inner operations against that need, each worked and checked by subtracting
+the need ('8-3=5-5=0 ok', '8+1=9-3=6 no'; a two-digit result is 'no' at once,
+'8x3=24 no'), in random order, going back to the next try on "no", until "ok".
+Why this shape (notes_aha.md on the aha branch has the runs): a plain comparison
+verdict ('5 vs 6 no') was learned far more slowly than arithmetic facts and ended
+up guessed from the position in the search; one-digit needs make every check a
+one-digit subtraction fact, which a tiny model does learn.
 Difficulty is how *scarce* the solutions are: how many candidates hit the target
 (1, 2, or 3 and more). The trace format does not fix it, so if a model spends more
-tries where solutions are scarce, that is its search, not our template.
+tries where solutions are scarce, that is its search, not our template. (A random
+search needs more tries when hits are scarce, so the base's own search traces
+already do this; what RL can change is *whether* it searches, per problem.)
 
 The accuracy rule (`accuracy`) scores the final answer only: exactly one answer
 block (toyds/rewards.py `extract_answer`), holding an expression over ASCII digits,
@@ -26,9 +35,10 @@ eval()s model text. `parse_tries` and `behaviour` read the thinking back for the
 measures of examples/07_aha.py: tries, verdicts, backtracks, and whether the first
 try was already right.
 
-How this toy differs from Countdown as TinyZero plays it: 3 one-digit numbers, not
-3-4 numbers up to 100; division is left out (':' would need fractions); the trace
-family is one shape, (x op1 y) op2 z, though the checker accepts any expression.
+How this toy differs from Countdown as TinyZero plays it: 3 one-digit numbers and
+one-digit targets, not 3-4 numbers up to 100; no division in answers (':' appears
+only in the heads, where it is exact); the trace family is one shape, (x op1 y) op2
+z, though the checker accepts any expression over + - x and parentheses.
 """
 
 from __future__ import annotations
@@ -209,9 +219,10 @@ def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tupl
     Groups in random order, one per last number z (and outer op): the head says what
     the other two must make, then the inner operations are tried in random order:
 
-        6-1=5:8+3=11 no,8x3=24 no,8-3=5 ok
+        6-1=5 8+3=11 no,8x3=24 no,8-3=5-5=0 ok
 
-    A z bigger than the target is skipped (with + outside, it can only overshoot).
+    A head that cannot work is skipped: + z with z above the target (it can only
+    overshoot), x z with z not dividing the target.
     Returns the trace and the candidate that hit.
     """
     groups: dict[tuple[str, int], list[Candidate]] = {}
