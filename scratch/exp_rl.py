@@ -33,8 +33,8 @@ print("before greedy ", rnd(b)); print("before sampled", rnd(bs))
 for lv, v in b["by_difficulty"].items(): print("   ", lv, rnd(v))
 print(f"measure {time.perf_counter()-t0:.0f}s", flush=True)
 p = copy.deepcopy(m); t0 = time.perf_counter()
-cfg = GRPOConfig(steps=a.steps, prompts_per_step=a.prompts, group_size=a.group, lr=a.lr, beta=a.beta, max_new_tokens=a.max_new, loss_type=a.loss, seed=a.seed, progress=False)
-h = train_grpo(p, rl, cfg, reward_fns=aha.weighted(aha.COUNTDOWN_REWARDS), measure_fn=cd.measure)
+cfg = GRPOConfig(steps=a.steps, prompts_per_step=a.prompts, group_size=a.group, lr=a.lr, beta=a.beta, max_new_tokens=a.max_new, loss_type=a.loss, seed=a.seed)
+h = train_grpo(p, rl, cfg, reward_fns=aha.COUNTDOWN_REWARDS, reward_weights=aha.COUNTDOWN_WEIGHTS, measure_fn=cd.measure, progress=False)
 t_rl = time.perf_counter()-t0
 print(f"rl {t_rl:.0f}s load {os.getloadavg()}")
 for r in h[:: max(1, len(h)//10)] + [h[-1]]:
