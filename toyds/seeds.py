@@ -94,10 +94,16 @@ def add_seed_args(parser: argparse.ArgumentParser, seeds: str = "1") -> None:
 
 
 def summarise(runs: list[dict], headline: list[str]) -> dict:
-    """{figure: {"mean", "std", "min", "max", "values"}} over seeds for each headline path."""
+    """{figure: {"mean", "std", "min", "max", "values"}} over seeds for each headline path.
+
+    A figure that is NaN on some seed (a rate with nothing to count, e.g. the precision
+    of checks when no check was made) gets NaN statistics, not a crash or a mean of the rest."""
     out = {}
     for path in headline:
         values = [float(figure(m, path)) for m in runs]
+        if not all(math.isfinite(v) for v in values):  # an undefined figure (NaN) on a seed: no honest mean
+            out[path] = {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "values": values}
+            continue
         out[path] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                      "min": min(values), "max": max(values), "values": values}
     return out
