@@ -3,8 +3,7 @@
     python examples/00_arithmetic.py --out runs/00              # 1 seed
     python examples/00_arithmetic.py --out runs/00 --seeds 3    # the README's table
 
-Trains one tiny model (0.11M parameters) twice at the same budget on addition
-of 1-4 digit numbers: once on direct answers (`<answer>936</answer>`) and once on
+Trains one tiny model (0.11M parameters) twice on addition of 1-4 digit numbers: once on direct answers (`<answer>936</answer>`) and once on
 worked column-by-column traces (`<think>7+9=16;4+8+1=13;...</think><answer>936
 </answer>`), then prints greedy held-out accuracy by number of digits for both,
 a few completions of each so you can watch them work, and their mistakes the way
@@ -16,7 +15,10 @@ per output digit; the traced model writes its carries down. Lee et al. (2023,
 A learning rate of 1e-2 matters at this size: at 3e-3 the traced model reached
 only 0.23 on 3-digit sums in 700 steps. So do the steps: at 700 the traced model
 sat on a knife edge (3-digit accuracy 0.94, 0.55 and 0.74 on seeds 0, 1 and 2);
-at 1000 it cleared 0.9 on each of them.
+at 1000 it cleared 0.9 on each of them. The direct model gets 500 steps
+(--direct-steps): at 1000 its 3-digit accuracy was 0.016, 0.000 and 0.000 on seeds
+0-2, so the extra steps bought nothing and cost 40 s of the 2.5-minute budget;
+--direct-steps 1000 gives both the same budget.
 
 Claims, checked on every seed: worked traces reach >= 0.9 on 3-digit sums, and
 beat direct answers there by >= 0.5. About 50 s for one seed and 2 minutes for
@@ -55,9 +57,10 @@ def run(args, seed: int) -> dict:
     train = sample_problems(args.train_problems, digits=digits, ops=args.ops, seed=seed)
     test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True,
                            allow_fewer=True)  # the 21 held-out 1-digit sums, if more are asked
-    cfg = TrainConfig.recipe(args.steps, args.lr, args.batch_size, seed)
     results, models = {}, {}
     for style in ("direct", "think"):
+        steps = args.direct_steps if style == "direct" else args.steps
+        cfg = TrainConfig.recipe(steps, args.lr, args.batch_size, seed)
         torch.manual_seed(seed)  # the same initial weights for both
         model = GPT(make_config(args.preset)).to(args.device)
         t0 = time.perf_counter()
@@ -65,7 +68,7 @@ def run(args, seed: int) -> dict:
         secs = time.perf_counter() - t0
         res, records = evaluate(model, test, return_records=True)
         results[style], models[style] = res, model
-        print(f"\nseed {seed}, {style}: trained {args.steps} steps in {secs:.0f}s "
+        print(f"\nseed {seed}, {style}: trained {steps} steps in {secs:.0f}s "
               f"({model.params_total():,} parameters); held-out accuracy {res['accuracy']:.3f}")
         for r in records[-args.show:]:  # a few problems, of mixed difficulty
             print(f"  {r['problem'].prompt()}{r['completion']}")
@@ -95,7 +98,9 @@ def run(args, seed: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset")
-    ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps per model")
+    ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps of the traced model")
+    ap.add_argument("--direct-steps", type=at_least(1), default=500,
+                    help="optimiser steps of the direct model (its 3-digit accuracy is ~0 at 500 and at 1000)")
     ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-2,
                     help="peak learning rate (tiny models like it high)")

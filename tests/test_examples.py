@@ -108,7 +108,7 @@ def test_06_distributed_started_with_python_and_nproc(tmp_path):
 
 @pytest.mark.slow
 def test_01_moe(tmp_path):
-    run_script("examples/01_moe.py", ["--steps", "12", "--seeds", "2", "--batch-size", "16", "--val-problems", "60",
+    run_script("examples/01_moe.py", ["--steps", "12", "--balance-steps", "12", "--seeds", "2", "--batch-size", "16", "--val-problems", "60",
                                       "--jobs", "1", "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
     for name in ("dense", "moe"):
@@ -119,6 +119,7 @@ def test_01_moe(tmp_path):
     assert abs(m["moe"]["params_active"] - m["dense"]["params_active"]) / m["dense"]["params_active"] < 0.02
     assert m["moe"]["params_total"] > 2 * m["dense"]["params_total"]
     assert set(m["balancing"]) == {"none", "aux_loss", "seq_aux", "bias", "bias+seq_aux"}  # every rule, and V3's
+    assert m["balancing"]["bias"] == m["moe"]  # at equal budgets the table's bias row is the headline run
     for row in m["balancing"].values():
         assert row["max_load_ratio"] >= 1.0 and row["dead_experts"] >= 0 and row["val_loss"] > 0
     share = m["specialisation"]["share"]
@@ -162,9 +163,12 @@ def test_04_distillation(tmp_path):
     run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "150", "--teacher-lr",
                                                "1e-2", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
                                                "--eval-per-digit", "8", "--fraction", "0.5", "--digits", "1",
-                                               "--efficiency-steps", "10", "--threads", "1", "--out", str(tmp_path)])
+                                               "--efficiency-steps", "10", "--threads", "1", "--seeds", "2", "--jobs", "1",
+                                               "--out", str(tmp_path)])
     m = metrics(tmp_path)
     assert {"accuracy", "params_active"} <= set(m["teacher"])
+    # one teacher, trained once before the seeds, taught both seeds' students
+    assert m["seeds"][0]["teacher"] == m["seeds"][1]["teacher"] and m["teacher"]["seconds"] > 0
     assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"}
     for s in m["students"].values():
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
