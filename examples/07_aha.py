@@ -32,13 +32,19 @@ greedy on 120 held-out problems: every completion searches (verify rate 0 -> 1.0
 precision 0.97, recall 0.95, accuracy 0.70 -> 0.875 (first try 0.42: the checks
 pay), tries 5.6 / 2.3 / 2.0 where 1 / 2 / 3+ candidates solve it, length 19 -> 59
 tokens. Not reached: the issue's +0.2 accuracy (+0.175 on that seed); and the
-search is kept everywhere, not only where it pays.
+search is kept everywhere, not only where it pays. (This script trains its own base
+with the same settings but other corpus seeds and packed batches, so its figures
+will not be E22's to the digit.)
 
-Time: the defaults are the measured recipe, and they do NOT fit the issue's 6
-minutes: pretraining (2100 steps of a 217k-parameter model on traces up to ~280
-tokens) took ~14 minutes under load on the shared 2-core machine, GRPO 60 steps
-several minutes more, the addition contrast a few more. `--quick` shrinks every
-stage to check that the script runs (about a minute); its figures mean nothing.
+Time: the defaults are the recipe I measured in pieces, and they do NOT fit the
+issue's 6 minutes. Pretraining the base (2100 steps of a 217k-parameter model on
+traces up to ~280 tokens) took 865 s at load ~10 on the shared 2-core machine
+(notes E22, with padded batches; this script packs sequences, not timed here), and
+100 GRPO steps 405 s at load ~5 (R5). A full default run of this script has NOT
+been completed yet: my one attempt was held stopped by another engineer's
+benchmarks and killed. The addition contrast has never been run at its defaults.
+`--quick` shrinks every stage to check that the script runs (under a minute); its
+figures mean nothing.
 Writes DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
 "history", "contrast", "seconds"; with --seeds also "seeds", "summary", "claims"),
 DIR/completions.jsonl (every held-out prompt with its greedy completion before and
