@@ -12,9 +12,10 @@ the same number of *active* parameters per token and the same steps, once per se
    twice the parameters. Validation loss per seed, and mean +- std over seeds.
 2. Balancing: one MoE per rule in toyds/balance.py (none, the auxiliary loss, V3's
    sequence-wise loss, V3's bias, and V3's recipe bias + sequence-wise loss),
-   trained for --balance-steps (400: half the budget of part 1, which is what keeps
-   three seeds inside 5 minutes; in an 800-step run, layer 0's training load under
-   the bias rule was within 1.14x of even by step 200 on each seed): max
+   trained for --balance-steps (300, under half the budget of part 1, which is what
+   keeps three seeds inside 5 minutes: at 400, three seeds took 322 s; in an
+   800-step run, layer 0's training load under the bias rule was within 1.14x of
+   even by step 200 on each seed): max
    load / mean load, dead experts and load entropy on the validation set (worst
    layer), and validation loss. A rule added to balance.py is a new row here.
 3. Specialisation: which experts take prompt digits, operators, tags, the digits
@@ -182,7 +183,7 @@ def report(m: dict, args) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--steps", type=at_least(1), default=800, help="training steps per model")
-    ap.add_argument("--balance-steps", type=at_least(1), default=400,
+    ap.add_argument("--balance-steps", type=at_least(1), default=300,
                     help="training steps of each MoE in the balancing table (one per rule)")
     ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=3e-3, help="peak learning rate")

@@ -18,21 +18,25 @@
    trained on base-model samples labelled by the rules: its proxy reward beside
    the true accuracy it buys. The toy of why R1 chose rules. What makes the hacking
    show on every seed: the judge is narrow (one layer of width 32, trained briefly
-   on 1,200 base samples; it agrees with the rule on ~88% of fresh base samples),
+   on 1,200 base samples; it agrees with the rule on 88-91% of fresh base samples),
    and the policy is pushed hard against it (--rm-lr 2e-4, four times the rules
    run's learning rate, and no KL leash). A judge that cannot check the sum learns
-   what right answers usually look like (tags in a certain order); within 30 steps
-   the policy writes tag salad the judge scores ~0.98, and true accuracy falls to
-   0. A wider judge, more of its data, a KL leash or a smaller learning rate slow
-   this down; none of them closes the gap a rule never opens.
+   what right answers usually look like (tags in a certain order); within 24 steps
+   the policy writes what the judge likes (tag salad on one seed, tidy traces with
+   wrong answers on another): proxy reward 0.70-0.88 while true accuracy falls to
+   0.00-0.18 (three seeds). A wider judge, more of its data, a KL leash or a smaller
+   learning rate slow this down; none of them closes the gap a rule never opens.
 
 Claims, per seed: after RL the format rate is >= 0.95, greedy accuracy rises by
 >= 0.3, and completions are longer on the hardest level than the easiest; the
 learned reward's proxy exceeds its true accuracy by >= 0.15, and its true accuracy
 is below the rules run's by >= 0.2. About 3 minutes for one seed, 8 for three, on
 2 laptop CPU cores (the README has the measured runs). To fit that budget the
-completions stop at 48 tokens and pass@k takes k = 4: with a 64-token cap and
-pass@8, three seeds took 543 s on 2 cores (1,021 CPU-seconds). With --out DIR:
+completions stop at 48 tokens, pass@k takes k = 4, GRPO 76 steps, the learned-reward
+run 24 and the held-out set 80 problems per digit count: with a 64-token cap,
+pass@8, 80 and 30 steps and 100 problems, three seeds took 543 s on 2 cores (1,021
+CPU-seconds); with the cap and pass@4 alone, 507 s. Every claim held on 3 of 3
+seeds in both runs. With --out DIR:
 DIR/metrics.json with "before", "after", "by_difficulty", "history", "learned_rm",
 "base_forced_think", "pass_at_k" (greedy unless a key says otherwise), "seeds",
 "summary", "claims"; the first seed's DIR/base.pt and DIR/r1_zero.pt, and
@@ -231,13 +235,13 @@ def main(argv=None):
     ap.add_argument("--pretrain-steps", type=at_least(1), default=450, help="base model pretraining steps")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=3e-3, help="base pretraining peak lr")
     ap.add_argument("--pretrain-problems", type=at_least(1), default=20000, help="problems in the base corpus")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=80, help="GRPO steps")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=76, help="GRPO steps")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=5e-5, help="GRPO learning rate")
     ap.add_argument("--beta", type=number(0), default=0.02, help="KL weight to the reference (base) model")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=48, help="longest completion (a 3-digit trace with its tags is 38 tokens)")
-    ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
+    ap.add_argument("--eval-per-digit", type=at_least(1), default=80, help="held-out problems per digit count")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for sampled accuracy")
     ap.add_argument("--pass-k", type=at_least(1), default=4, help="k for pass@k")
     ap.add_argument("--rm-prompts", type=at_least(1), default=300,
@@ -245,7 +249,7 @@ def main(argv=None):
     ap.add_argument("--rm-steps", type=at_least(1), default=200, help="reward model training steps")
     ap.add_argument("--rm-layers", type=at_least(1), default=1, help="reward model transformer blocks (a narrow judge)")
     ap.add_argument("--rm-dim", type=at_least(8), default=32, help="reward model width (a multiple of 8)")
-    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=30, help="GRPO steps against the learned reward")
+    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=24, help="GRPO steps against the learned reward")
     ap.add_argument("--rm-lr", type=number(0, 1, low_open=True), default=2e-4,
                     help="GRPO learning rate against the learned reward (pushed harder than the rules run)")
     ap.add_argument("--rm-beta", type=number(0), default=0.0, help="KL weight of the learned-reward run")

@@ -97,9 +97,9 @@ from toyds.evaluate import evaluate
 from toyds.mla import cache_bytes_per_token
 from toyds.model import GPT, make_config
 from toyds.mtp import speculative_generate
-from toyds.runs import _arg_type, add_common_args, add_problem_args, setup, write_metrics
+from toyds.runs import _arg_type, add_common_args, add_problem_args, at_least, number, setup, whole_numbers, write_metrics
 from toyds.sampling import generate
-from toyds.seeds import Claim, add_seed_args, run_seeds
+from toyds.seeds import Claim, run_seeds
 from toyds.tokenizer import THINK, Tokenizer
 from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
 
@@ -338,47 +338,33 @@ HEADLINE = ["quality.mha.val_loss", "quality.mla.val_loss", "quality.loss_gap", 
             "mtp.loss_main_change", "mtp.acceptance_depth1", "mtp.speedup", "mtp.deep.speedup"]
 
 
-def parse_contexts(text: str) -> list[int]:
-    parts = text.split(",")
-    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--contexts {text!r}: give positive whole numbers, comma-separated, e.g. 128,512,2048")
-    return [int(p) for p in parts]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--layers", type=int, default=2, help="transformer blocks of every trained model")
-    ap.add_argument("--heads", type=int, default=4, help="attention heads n_h")
-    ap.add_argument("--dim", type=int, default=64, help="model width D (head size d_h = D / n_h; SwiGLU width 3 D)")
-    ap.add_argument("--kv-lora-rank", type=int, default=32, help="MLA's latent width d_c (V2: 4 d_h)")
-    ap.add_argument("--qk-rope-head-dim", type=int, default=16, help="MLA's rotary width d_h^R (V2: d_h / 2)")
-    ap.add_argument("--steps", type=int, default=600, help="training steps of each model")
-    ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate (tiny models like it high)")
-    ap.add_argument("--batch-size", type=int, default=64, help="sequences per step")
-    ap.add_argument("--problems", type=int, default=20000, help="training problems drawn")
-    ap.add_argument("--eval-per-digit", type=int, default=50, help="held-out problems per digit count")
-    ap.add_argument("--mtp-depth", type=int, default=1, help="MTP modules K (V3 uses 1)")
-    ap.add_argument("--mtp-prompts", type=int, default=16, help="held-out prompts decoded one at a time for MTP")
-    ap.add_argument("--mtp-repeats", type=int, default=3, help="timings of the MTP decoding (median)")
-    ap.add_argument("--deep-extra", type=int, default=4, help="pass-through blocks added to show a deeper main model")
-    ap.add_argument("--contexts", type=_arg_type(parse_contexts), default="128,256,512,1024,2048",
+    ap.add_argument("--layers", type=at_least(1), default=2, help="transformer blocks of every trained model")
+    ap.add_argument("--heads", type=at_least(1), default=4, help="attention heads n_h")
+    ap.add_argument("--dim", type=at_least(1), default=64, help="model width D (head size d_h = D / n_h; SwiGLU width 3 D)")
+    ap.add_argument("--kv-lora-rank", type=at_least(1), default=32, help="MLA's latent width d_c (V2: 4 d_h)")
+    ap.add_argument("--qk-rope-head-dim", type=at_least(1), default=16, help="MLA's rotary width d_h^R (V2: d_h / 2)")
+    ap.add_argument("--steps", type=at_least(1), default=600, help="training steps of each model")
+    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-2, help="peak learning rate (tiny models like it high)")
+    ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
+    ap.add_argument("--problems", type=at_least(1), default=20000, help="training problems drawn")
+    ap.add_argument("--eval-per-digit", type=at_least(1), default=50, help="held-out problems per digit count")
+    ap.add_argument("--mtp-depth", type=at_least(1), default=1, help="MTP modules K (V3 uses 1)")
+    ap.add_argument("--mtp-prompts", type=at_least(1), default=16, help="held-out prompts decoded one at a time for MTP")
+    ap.add_argument("--mtp-repeats", type=at_least(1), default=3, help="timings of the MTP decoding (median)")
+    ap.add_argument("--deep-extra", type=at_least(0), default=4, help="pass-through blocks added to show a deeper main model")
+    ap.add_argument("--contexts", type=_arg_type(whole_numbers("--contexts", "128,512,2048")), default="128,256,512,1024,2048",
                     help="cached positions at which decode speed is measured")
-    ap.add_argument("--decode-batch", type=int, default=64, help="sequences decoded together in the speed table")
-    ap.add_argument("--decode-steps", type=int, default=8, help="one-token steps per timing")
-    ap.add_argument("--repeats", type=int, default=5, help="timings per decode measurement (median)")
+    ap.add_argument("--decode-batch", type=at_least(1), default=64, help="sequences decoded together in the speed table")
+    ap.add_argument("--decode-steps", type=at_least(1), default=8, help="one-token steps per timing")
+    ap.add_argument("--repeats", type=at_least(1), default=5, help="timings per decode measurement (median)")
     add_problem_args(ap)
-    add_seed_args(ap)
     # one thread by default: these widths gain little from a second, and on a shared machine a torch thread
     # waiting for a descheduled partner made my decode timings 10-50x slower (seeds still run side by side)
     add_common_args(ap, threads=1)
     args = ap.parse_args(argv)
     setup(args)
-    for flag in ("layers", "heads", "dim", "kv_lora_rank", "steps", "batch_size", "problems", "eval_per_digit",
-                 "qk_rope_head_dim", "mtp_depth", "mtp_prompts", "mtp_repeats", "decode_batch", "decode_steps", "repeats"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.deep_extra < 0:
-        raise SystemExit(f"--deep-extra must be >= 0, got {args.deep_extra}")
     t_start = time.perf_counter()
 
     # 1. and 4., per seed

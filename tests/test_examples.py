@@ -49,7 +49,9 @@ def test_bench_core(tmp_path):
     m = metrics(tmp_path)
     assert m["kv_cache_speedup"] > 0
     assert set(m["train_tokens_per_s"]) == {"toyds", "reference"}
-    assert set(m["real_tokens_per_s"]) == {"packed", "padded"} and 0 < m["mfu"] < 1
+    # mfu > 0 only: on a shared machine the matmul rate and the training rate are timed at different
+    # moments, so their ratio is not bounded by 1 (a timing, not a behaviour; bench_core reports it)
+    assert set(m["real_tokens_per_s"]) == {"packed", "padded"} and m["mfu"] > 0
     assert m["real_share"]["packed"] > m["real_share"]["padded"]  # packing computes fewer padded positions
 
 
@@ -161,7 +163,7 @@ def test_03_r1_zero(tmp_path):
 @pytest.mark.slow
 def test_04_distillation(tmp_path):
     run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "150", "--teacher-lr",
-                                               "1e-2", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
+                                               "1e-2", "--base-steps", "20", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
                                                "--eval-per-digit", "8", "--fraction", "0.5", "--digits", "1",
                                                "--efficiency-steps", "10", "--threads", "1", "--seeds", "2", "--jobs", "1",
                                                "--out", str(tmp_path)])
@@ -173,6 +175,7 @@ def test_04_distillation(tmp_path):
     for s in m["students"].values():
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
     assert set(m["data_efficiency"]) >= {"soft", "hard"}
+    assert m["student_base"]["steps"] == 20 and m["student_base"]["seconds"] > 0  # rl and both KD students start here
     assert (tmp_path / "teacher.pt").is_file() and m["teacher"]["trained"]
     assert set(m["claims"]) == {c.name for c in load_script("examples/04_distillation.py").CLAIMS}
 
@@ -191,7 +194,8 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     capsys.readouterr()
     again = run_script("examples/05_pipeline.py", ["--quick", "--resume", "--threads", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student", "student_logit_kd"))
+    assert all(f"{stage}: resumed" in out for stage in ("base", "r1_zero", "samples", "student"))
+    assert "student_logit_kd" not in m["models"]  # opt-in: --logit-kd
     assert {n: r["accuracy"] for n, r in again["models"].items()} == {n: r["accuracy"] for n, r in first["models"].items()}
 
 
@@ -208,6 +212,12 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
     ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
     ("examples/00_arithmetic.py", ["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+    ("examples/08_mla.py", ["--steps", "0"], "argument --steps: must be an integer >= 1, got '0'"),
+    ("examples/08_mla.py", ["--deep-extra", "-1"], "argument --deep-extra: must be an integer >= 0, got '-1'"),
+    ("examples/08_mla.py", ["--lr", "nan"], "argument --lr: must be a finite number in (0, 1], got 'nan'"),
+    ("examples/08_mla.py", ["--contexts", "128,0"], "--contexts '128,0': give whole numbers >= 1, comma-separated"),
+    ("examples/benchmarks/bench_moe.py", ["--tokens", "512,x"], "--tokens '512,x': give whole numbers >= 1"),
+    ("examples/benchmarks/bench_moe.py", ["--iters", "0"], "argument --iters: must be an integer >= 1, got '0'"),
 ])
 def test_bad_example_arguments_are_named_before_any_work(script, argv, says, capsys, monkeypatch):
     import toyds.train

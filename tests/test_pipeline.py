@@ -6,7 +6,7 @@ from toyds import pipeline
 from toyds.pipeline import PipelineConfig, run_pipeline
 
 TINY = PipelineConfig(base_preset="tiny", base_steps=150, grpo_steps=2, grpo_prompts=4, group_size=2, sample_prompts=20,
-                      samples_per_prompt=4, student_steps=5, eval_per_digit=4, digits=(1,))
+                      samples_per_prompt=4, student_steps=5, eval_per_digit=4, digits=(1,), logit_kd=True)
 
 
 @pytest.mark.slow
@@ -32,6 +32,24 @@ def test_an_interrupted_run_keeps_finished_stages_and_resumes(tmp_path, monkeypa
     assert result["models"]["base"]["accuracy"] == base_before["accuracy"]
     assert set(result["models"]) == {"base", "r1_zero", "student", "student_logit_kd"}
     assert (stages / "student_logit_kd.pt").is_file()
+
+
+def test_the_completion_cap_is_the_longest_worked_trace_plus_slack():
+    from toyds.arithmetic import Problem, think_completion
+    from toyds.tokenizer import Tokenizer
+
+    # 999+999 has the longest trace of 1-3 digit sums: a carry in every column
+    longest = len(Tokenizer().encode(think_completion(Problem(999, "+", 999, 3))))
+    assert longest == 41
+    assert pipeline.completion_cap(PipelineConfig()) == longest + 8
+    assert pipeline.completion_cap(PipelineConfig(digits=(1, 2, 3, 4))) > longest + 8
+    assert pipeline.completion_cap(PipelineConfig(max_new_tokens=30)) == 30
+
+
+def test_the_logit_kd_student_is_opt_in():
+    assert PipelineConfig().logit_kd is False
+    assert "models.student_logit_kd.accuracy" not in pipeline.headline({"logit_kd": False})
+    assert "models.student_logit_kd.accuracy" in pipeline.headline({"logit_kd": True})
 
 
 def _stage_files(tmp_path, cfg, stage="base"):

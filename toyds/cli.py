@@ -17,7 +17,6 @@ checkpoint (or, with --force, a regular file).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ import torch
 
 from toyds.arithmetic import MIX_PRESETS, OPS, Problem, build_corpus, parse_digits, parse_ops, sample_problems
 from toyds.model import PRESETS
+from toyds.quantize_cmd import cmd_quantize  # `toyds quantize`'s measurement (its flags are parsed here)
+from toyds.runs import check_at_least, check_device, check_finite  # the flag checks: one line naming the flag
 from toyds.seeds import add_seed_args
 from toyds.tokenizer import END_THINK, THINK
 
@@ -43,20 +44,6 @@ def parse_problem(text: str) -> Problem:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
-
-
-# Every flag is checked before any work starts, and a bad one gets one line naming the flag
-# and what it may be (main prints it and exits with 2), never a traceback minutes later.
-
-
-def _at_least(flag: str, value: int, low: int = 1) -> None:
-    if value < low:
-        raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
-
-
-def _finite(flag: str, value: float, low: float, low_ok: bool) -> None:
-    if not (math.isfinite(value) and (value >= low if low_ok else value > low)):
-        raise ValueError(f"{flag} must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}")
 
 
 def _prompt(problem: Problem, model, tok) -> list[int]:
@@ -80,8 +67,8 @@ def cmd_train(args) -> int:
 
     digits, ops = parse_digits(args.digits), parse_ops(args.ops)  # the one syntax (toyds/arithmetic.py)
     for flag, value in [("--steps", args.steps), ("--batch-size", args.batch_size), ("--problems", args.problems)]:
-        _at_least(flag, value)
-    _finite("--lr", args.lr, 0, low_ok=False)
+        check_at_least(flag, value)
+    check_finite("--lr", args.lr, 0, low_ok=False)
     check_writable(args.out, force=args.force)  # before minutes of training, not after
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -107,8 +94,8 @@ def cmd_solve(args) -> int:
     from toyds.rewards import accuracy_reward, extract_answer, format_reward
     from toyds.sampling import generate
 
-    _finite("--temperature", args.temperature, 0, low_ok=True)
-    _at_least("--samples", args.samples)
+    check_finite("--temperature", args.temperature, 0, low_ok=True)
+    check_at_least("--samples", args.samples)
     torch.set_num_threads(args.threads)
     problem = parse_problem(args.problem)
     model, tok, _ = load_checkpoint(args.model, args.device)
@@ -155,7 +142,7 @@ def cmd_experts(args) -> int:
 def cmd_pipeline(args) -> int:
     from dataclasses import asdict
 
-    from toyds.pipeline import CLAIMS, HEADLINE, QUICK, PipelineConfig, run_seed
+    from toyds.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
     from toyds.runs import check_out_dir, write_metrics
     from toyds.seeds import run_seeds
 
@@ -163,98 +150,11 @@ def cmd_pipeline(args) -> int:
     torch.set_num_threads(args.threads)
     args.config = {k: v for k, v in asdict(PipelineConfig(**(QUICK if args.quick else {}))).items() if k != "seed"}
     t0 = time.perf_counter()
-    metrics = run_seeds(run_seed, args, HEADLINE, CLAIMS)
+    metrics = run_seeds(run_seed, args, headline(args.config), CLAIMS)
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
     write_metrics(args.out, metrics)
     return 0
 
-
-def _sizes(text: str) -> list[int]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
-        raise ValueError(f"--batch-sizes {text!r}: give whole numbers >= 1, comma-separated, e.g. 1,64")
-    return [int(p) for p in parts]
-
-
-def cmd_quantize(args) -> int:
-    import os
-    import statistics
-    import tempfile
-
-    from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
-    from toyds.evaluate import evaluate
-    from toyds.quantize import is_quantized, quantize_model, weight_bytes
-    from toyds.runs import write_json
-    from toyds.sampling import generate, left_pad
-
-    digits, ops = parse_digits(args.digits), parse_ops(args.ops)
-    batch_sizes = _sizes(args.batch_sizes)
-    for flag, value in [("--eval-per-digit", args.eval_per_digit), ("--repeats", args.repeats)]:
-        _at_least(flag, value)
-    if args.out is not None:
-        check_writable(args.out, force=args.force)
-    torch.set_num_threads(args.threads)
-    model, tok, _ = load_checkpoint(args.model, args.device)
-    if is_quantized(model):
-        raise ValueError(f"{args.model} is already an int8 model; give the float32 checkpoint it came from")
-    model.eval()
-    models = {"float32": model, "int8": quantize_model(model)}
-    test = sample_problems(args.eval_per_digit * len(digits) * len(ops), digits=digits, ops=ops, split="test",
-                           unique=True, allow_fewer=True)
-    prompts = [tok.encode(p.prompt()) for p in test]
-    res = {name: {"weight_bytes": weight_bytes(m)} for name, m in models.items()}
-
-    # 1. file size: both written by save_checkpoint, the same way
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, m in models.items():
-            res[name]["file_bytes"] = os.path.getsize(save_checkpoint(Path(tmp) / f"{name}.pt", m))
-    # 2. held-out accuracy (greedy), and how often int8 writes exactly the float32 model's completion
-    records = {}
-    for name, m in models.items():
-        summary, records[name] = evaluate(m, test, return_records=True)
-        res[name]["accuracy"] = summary["accuracy"]
-    same = [a["completion"] == b["completion"] for a, b in zip(records["float32"], records["int8"])]
-    with torch.no_grad():  # the logits on the float model's own completions
-        texts = [tok.encode(p.prompt() + r["completion"])[: model.cfg.block_size]
-                 for p, r in zip(test, records["float32"])]
-        ids, mask = left_pad(texts, tok.pad_id, args.device)
-        diff = (models["float32"](ids, pad_mask=mask) - models["int8"](ids, pad_mask=mask)).abs()[mask]
-    # 3. decode tokens/s, greedy with the KV cache; float32 and int8 alternate, median of --repeats
-    for bs in batch_sizes:  # at least 16 prompts per timing, in batches of bs
-        todo = [prompts[i % len(prompts)] for i in range(max(bs, 16))]
-        batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
-        times, tokens = {name: [] for name in models}, {}
-        for _ in range(args.repeats):
-            for name, m in models.items():
-                t0 = time.perf_counter()
-                gens = [generate(m, b, model.cfg.block_size - max(map(len, b)), temperature=0, tokenizer=tok)
-                        for b in batches]
-                times[name].append(time.perf_counter() - t0)
-                tokens[name] = sum(int(g.completion_mask.sum()) for g in gens)
-        for name in models:
-            res[name][f"tokens_per_s_batch_{bs}"] = tokens[name] / statistics.median(times[name])
-
-    f, q = res["float32"], res["int8"]
-    print(f"{args.model}: {model.params_total():,} parameters, {len(test)} held-out problems")
-    print(f"{'':<26}{'float32':>12}{'int8':>12}{'int8 / float32':>16}")
-    rows = [("file size (KB)", "file_bytes", 1 / 1000), ("weights (KB)", "weight_bytes", 1 / 1000)]
-    rows += [(f"decode tokens/s, batch {bs}", f"tokens_per_s_batch_{bs}", 1) for bs in batch_sizes]
-    rows += [("held-out accuracy", "accuracy", 1)]
-    for label, key, unit in rows:
-        ratio = q[key] / f[key] if f[key] else float("nan")
-        digits_ = 3 if key == "accuracy" else 1
-        print(f"{label:<26}{f[key] * unit:>12.{digits_}f}{q[key] * unit:>12.{digits_}f}{ratio:>16.2f}")
-    agreement = sum(same) / len(same)
-    print(f"int8 writes the float32 model's exact completion for {agreement:.1%} of the problems; "
-          f"logits differ by at most {diff.max():.4f} (mean {diff.mean():.5f})")
-    metrics = {"float32": f, "int8": q, "same_completion": agreement, "max_abs_logit_diff": float(diff.max()),
-               "mean_abs_logit_diff": float(diff.mean()), "problems": len(test), "model": str(args.model)}
-    if args.out is not None:
-        save_checkpoint(args.out, models["int8"], meta={"quantized_from": str(args.model)}, force=args.force)
-        print(f"saved {args.out}")
-    if args.metrics is not None:
-        print(f"wrote {write_json(args.metrics, metrics)}")
-    return 0
 
 
 def cmd_check(args) -> int:
@@ -266,7 +166,7 @@ def cmd_check(args) -> int:
     if args.list or args.exercise is None:
         list_exercises()
         return 0 if args.list else 2
-    _finite("--timeout", args.timeout, 0, low_ok=False)
+    check_finite("--timeout", args.timeout, 0, low_ok=False)
     torch.set_num_threads(args.threads)
     report = run_check(args.exercise, args.file, timeout=args.timeout)
     if report.timed_out:  # the participant's code is still running in a thread Python cannot stop
@@ -352,11 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from toyds.runs import check_device
-
     args = build_parser().parse_args(argv)
     try:
-        _at_least("--threads", args.threads)
+        check_at_least("--threads", args.threads)
         check_device(args.device)  # the examples' check: "not usable here", never "corrupt checkpoint"
         return args.fn(args)
     except (ValueError, FileNotFoundError) as e:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.arithmetic import Problem
+from toyds.arithmetic import Problem, sample_problems, think_completion
 from toyds.rewards import accuracy_reward, extract_answer, format_reward
 from toyds.sampling import generate
 from toyds.tokenizer import END_THINK, THINK, Tokenizer
@@ -31,6 +31,14 @@ from toyds.tokenizer import END_THINK, THINK, Tokenizer
 def think_length(completion: str) -> int:
     start, end = completion.find(THINK), completion.find(END_THINK)
     return end - start - len(THINK) if 0 <= start < end else 0
+
+
+def completion_cap(digits, ops, slack: int = 8) -> int:
+    """A completion cap for GRPO and sampling: the longest worked trace (with its tags) of 3,000
+    training problems of these digits and ops, plus `slack` tokens (49 for 1-3 digit sums).
+    A right answer never needs more, and one rollout that rambles on holds up its whole batch."""
+    tok = Tokenizer()
+    return slack + max(len(tok.encode(think_completion(p))) for p in sample_problems(3000, digits=digits, ops=ops))
 
 
 def complete(model, problems, temperature=0.0, samples=1, max_new_tokens=None, batch_size=256, seed=0,

@@ -13,7 +13,7 @@ ones more likely. The group's own mean is the baseline, so no critic is trained:
 The loop, numbered as in `train_grpo`: 1. sample G completions per prompt with the
 KV cache; 2. score them with weighted reward functions; 3. advantages per group;
 4. one or more clipped policy steps (toyds/trainer.py's optimiser step), with a KL
-leash to a frozen reference model.
+leash to a frozen reference model. Shown in examples/03_r1_zero.py.
 
 Names and meanings follow TRL's GRPOTrainer, so a reader can map one onto the
 other: loss_type "grpo" (mean over each completion, then over completions), "bnpo"
@@ -25,10 +25,8 @@ every reward is NaN is left out of its group's statistics and gets advantage 0;
 one micro-batch per generation batch and no gradient accumulation, so with one
 process "dapo" and "bnpo" coincide (they part under data parallelism); the default
 loss_type is the paper's "grpo" (TRL's is "dapo") and beta is 0.02 (TRL's 0.0).
-Shown in examples/03_r1_zero.py.
 
-Shapes: B completions in a batch (prompts x G), T completion tokens, G group size,
-F reward functions.
+Shapes: B completions (prompts x G) of T tokens, G group size, F reward functions.
 """
 
 from __future__ import annotations

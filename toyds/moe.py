@@ -21,7 +21,9 @@ out; optional Switch-style capacity with token dropping is offered for compariso
 
 Dispatch (running each token through its K experts) lives in toyds/dispatch.py:
 a loop over experts as V3's inference code does, sorted blocks, or one grouped
-kernel; tests/test_moe.py checks each against a plain loop over tokens.
+kernel; tests/test_moe.py checks each against a plain loop over tokens. On a CPU
+the default is the loop: it measured fastest of the three (1.25x a dense layer at
+4,096 tokens, against 1.31x sorted; toyds/dispatch.py has the figures).
 
 Shapes: N tokens (B*T flattened), D model width, E routed experts, K top-k,
 H expert width, A = N*K token-expert assignments. Shown in examples/01_moe.py.

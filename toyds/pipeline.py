@@ -4,18 +4,17 @@ DeepSeek's path, as the V3 and R1 reports tell it, at toy scale:
 
     base      pretrain a sparse MoE model on the mixed arithmetic corpus (V3: 2.1, 4)
     r1_zero   GRPO from the base with accuracy + format rewards only (R1: 2.2)
-    samples   the RL model answers training problems k times; the rules keep the
-              right, well-formed completions (R1: 2.3.3, rejection sampling)
+    samples   the RL model answers training problems k = 4 times; the rules keep the
+              distinct right, well-formed completions (R1: 2.3.3, rejection sampling)
     student   a small *dense* model fine-tuned on those samples (R1: 2.4, how the
-              Qwen and Llama models were distilled); student_logit_kd also
-              matches the RL model's next-token distributions (white-box KD)
+              Qwen and Llama models were distilled); with logit_kd=True also
+              student_logit_kd, which matches the RL model's next-token distributions
     evaluate  every model on the same held-out problems
 
 One function per stage. Each writes DIR/stages/<stage>.pt (or .json) atomically,
-then DIR/stages/<stage>.metrics.json, last, with the settings it ran with.
-`resume=True` keeps a finished stage only if its recorded settings match this run's
-(for the fields it and the stages before it depend on) and its artefact loads;
-otherwise it says why and reruns that stage and every stage after it. The R1
+then DIR/stages/<stage>.metrics.json, last, with the settings it ran with;
+`resume=True` reruns a stage (and every later one) unless its recorded settings
+match this run's and its artefact loads (toyds/stages.py). The R1
 pipeline's SFT cold start, its second RL stage and its non-reasoning data are left
 out: the toy keeps the R1-Zero branch and the distillation branch.
 Used by `toyds pipeline` and examples/05_pipeline.py.
@@ -33,8 +32,9 @@ import torch
 
 from toyds import plots
 from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from toyds.checkpoint import save_checkpoint
 from toyds.distill import KDConfig, train_logit_kd
+from toyds.evaluate import completion_cap as evaluate_cap
 from toyds.evaluate import evaluate, format_table, rollout_measures
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, make_config
@@ -43,6 +43,7 @@ from toyds.rewards import R1_REWARDS, R1_WEIGHTS
 from toyds.routing import LoadCurve, specialisation
 from toyds.runs import write_json
 from toyds.seeds import Claim
+from toyds.stages import Stages
 from toyds.train import TrainConfig, train_supervised
 
 
@@ -58,18 +59,23 @@ class PipelineConfig:
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
     grpo_lr: float = 5e-5  # GRPO learning rate
+    max_new_tokens: int = 0  # completion cap of GRPO and rejection sampling; 0 = the longest worked trace + 8
     sample_prompts: int = 2000  # training problems the RL model answers for distillation
-    samples_per_prompt: int = 1  # k completions per problem
+    samples_per_prompt: int = 4  # k completions per problem (distinct right ones kept)
     student_preset: str = "tiny"  # size of the dense student
-    student_steps: int = 1000  # student fine-tuning steps (at 700 a tiny model sat on a knife edge)
+    student_steps: int = 1000  # student steps (at 600 the tiny student reached only 0.54-0.80 of r1_zero)
     student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
+    logit_kd: bool = False  # also train student_logit_kd (text + logits); examples/04 compares the two at length
     kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
     kd_temperature: float = 1.0  # softening tau of the logit KD (2 did worse here: see examples/04)
     eval_per_digit: int = 100  # held-out problems per difficulty
     seed: int = 0  # one seed for everything
 
 
-HEADLINE = [f"models.{m}.accuracy" for m in ("base", "r1_zero", "student", "student_logit_kd")] + ["student_over_r1_zero"]
+def headline(config: dict) -> list[str]:
+    """The figures a multi-seed run summarises: every model's accuracy and the student's ratio."""
+    models = ("base", "r1_zero", "student") + (("student_logit_kd",) if config.get("logit_kd") else ())
+    return [f"models.{m}.accuracy" for m in models] + ["student_over_r1_zero"]
 CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
           Claim("R1-Zero beats its base by >= 0.3", "r1_zero_minus_base", ">=", 0.3)]
 QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
@@ -78,10 +84,15 @@ QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, gr
 # the settings each stage depends on, itself and through the stages before it (resume compares these)
 _SHARED = ("digits", "ops", "seed", "eval_per_digit")
 NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr")}
-NEEDS["r1_zero"] = NEEDS["base"] + ("grpo_steps", "grpo_prompts", "group_size", "grpo_lr")
+NEEDS["r1_zero"] = NEEDS["base"] + ("grpo_steps", "grpo_prompts", "group_size", "grpo_lr", "max_new_tokens")
 NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
 NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr")
 NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
+
+
+def completion_cap(cfg: PipelineConfig) -> int:
+    """GRPO's and rejection sampling's completion cap: cfg.max_new_tokens, or (0) the longest worked trace + 8."""
+    return cfg.max_new_tokens or evaluate_cap(cfg.digits, cfg.ops)
 
 
 def _measure(model, test, seconds: float) -> dict:
@@ -92,55 +103,11 @@ def _measure(model, test, seconds: float) -> dict:
             "mean_think_length": res["mean_think_length"], "seconds": seconds}
 
 
-class Run:
-    """Where a pipeline run keeps its stages, and how it decides what to resume."""
+class Run(Stages):
+    """A pipeline run's stages under DIR/stages, each resumed only if its NEEDS settings match."""
 
     def __init__(self, out: Path, cfg: PipelineConfig, device, resume: bool, log):
-        self.dir, self.cfg, self.device, self.resume, self.log = Path(out) / "stages", cfg, device, resume, log
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.rerun_from = None  # once a stage reruns, every later stage reruns too
-
-    def settings(self, stage: str) -> dict:
-        return {k: getattr(self.cfg, k) for k in NEEDS[stage]}
-
-    def finished(self, stage: str, artefact: str):
-        """The stage's recorded metrics if it may be resumed, else None (and say why)."""
-        metrics_file, path = self.dir / f"{stage}.metrics.json", self.dir / artefact
-        if not self.resume or self.rerun_from is not None or not metrics_file.is_file() or not path.is_file():
-            return None
-        try:
-            recorded = json.loads(metrics_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            self.log(f"{stage}: {metrics_file} is unreadable ({e}); running the stage again")
-            return None
-        want = json.loads(json.dumps(self.settings(stage)))  # tuples as lists, as JSON stores them
-        have = recorded.get("settings", {}) if isinstance(recorded, dict) else {}
-        differ = [k for k in want if have.get(k) != want[k]]
-        if differ:
-            k = differ[0]
-            self.log(f"{stage}: finished with {k}={have.get(k)!r}, this run has {k}={want[k]!r}; running it again")
-            return None
-        return recorded
-
-    def load(self, stage: str):
-        try:
-            model, _, _ = load_checkpoint(self.dir / f"{stage}.pt", self.device)
-        except (ValueError, FileNotFoundError) as e:
-            self.log(f"{stage}: cannot resume ({e}); running the stage again")
-            return None
-        return model
-
-    def done(self, stage: str, metrics: dict) -> dict:
-        metrics = {**metrics, "settings": self.settings(stage)}
-        write_json(self.dir / f"{stage}.metrics.json", metrics)  # written last: marks the stage finished
-        return metrics
-
-    def ran(self, stage: str, artefact: str) -> None:
-        """The stage will run: later stages must too. Check now, before any training, that its
-        artefact may be written (a stranger's file there is refused, never replaced)."""
-        if artefact.endswith(".pt"):
-            check_writable(self.dir / artefact)
-        self.rerun_from = self.rerun_from or stage
+        super().__init__(out, cfg, device, resume, log, NEEDS)
 
 
 def budget(cfg: PipelineConfig, steps: int, lr: float) -> TrainConfig:
@@ -175,7 +142,7 @@ def stage_r1_zero(run: Run, base, rl_problems, test):
     policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
     t0 = time.perf_counter()
     gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
-                      lr=cfg.grpo_lr, seed=cfg.seed)
+                      lr=cfg.grpo_lr, max_new_tokens=completion_cap(cfg), seed=cfg.seed)
     history = train_grpo(policy, rl_problems, gcfg, reward_fns=R1_REWARDS, reward_weights=R1_WEIGHTS,
                          measure_fn=rollout_measures, desc="2/5 R1-Zero GRPO")
     save_checkpoint(run.dir / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
@@ -198,7 +165,10 @@ def stage_samples(run: Run, policy):
     run.ran("samples", "samples.json")
     t0 = time.perf_counter()
     problems = sample_problems(cfg.sample_prompts, digits=cfg.digits, ops=cfg.ops, seed=cfg.seed + 2)
-    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, seed=cfg.seed)
+    # k samples per problem, one copy of each distinct right completion (the rule of rejection-sampling
+    # fine-tuning, Yuan et al. 2023): k > 1 reaches the hard problems the RL model solves only sometimes
+    kept, stats = rejection_sample(policy, problems, cfg.samples_per_prompt, max_new_tokens=completion_cap(cfg),
+                                   seed=cfg.seed, dedupe=True)
     write_json(run.dir / "samples.json", kept)
     return kept, run.done("samples", {**stats, "seconds": time.perf_counter() - t0})
 
@@ -278,7 +248,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     log(f"samples: kept {samples['kept']}/{samples['samples']} ({samples['keep_rate']:.0%}) right, well-formed completions")
     if not kept:
         raise RuntimeError("the RL model wrote no correct, well-formed completion to distil; train longer")
-    for name in ("student", "student_logit_kd"):
+    for name in ("student", "student_logit_kd")[: 2 if cfg.logit_kd else 1]:
         metrics[name] = stage_student(run, name, kept, policy, test)
         log(f"{name}: {metrics[name]['params_active']:,} active parameters, held-out accuracy "
             f"{metrics[name]['accuracy']:.3f}")

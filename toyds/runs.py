@@ -6,8 +6,9 @@ machines have 2 shared cores, and torch's default can oversubscribe them),
 the script printed (atomically, through `write_json`, which the pipeline's stage
 files use too). Every flag is checked when it is read (`at_least`, `number`, the
 problem syntax), and `setup` checks --threads, --device and --out, so a bad value
-is named before any training starts, never after minutes of it. Kept here so the
-examples stay about their idea, not plumbing.
+is named before any training starts, never after minutes of it. The `toyds`
+command checks its values once read (`check_at_least`, `check_finite`). Kept here
+so the examples stay about their idea, not plumbing.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     return real
 
 
+# The `toyds` command (toyds/cli.py) checks every flag before any work starts, and a bad
+# one gets one line naming the flag and what it may be (main prints it and exits with 2),
+# never a traceback minutes later.
+
+
+def check_at_least(flag: str, value: int, low: int = 1) -> None:
+    if value < low:
+        raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
+
+
+def check_finite(flag: str, value: float, low: float, low_ok: bool) -> None:
+    if not (math.isfinite(value) and (value >= low if low_ok else value > low)):
+        raise ValueError(f"{flag} must be a finite number {'>=' if low_ok else '>'} {low:g}, got {value}")
+
+
 def add_common_args(parser: argparse.ArgumentParser, threads: int = 2, seeds: str | None = "1") -> None:
     """--device, --threads, --seed, --out, and (unless seeds=None) --seeds and --jobs (toyds/seeds.py)."""
     parser.add_argument("--device", default="cpu", help="torch device to run on (cpu, cuda, mps)")
@@ -70,6 +86,20 @@ def add_common_args(parser: argparse.ArgumentParser, threads: int = 2, seeds: st
         from toyds.seeds import add_seed_args
 
         add_seed_args(parser, seeds)
+
+
+def whole_numbers(flag: str, example: str):
+    """A parser for FLAG's comma-separated whole numbers >= 1 ('128,512' -> [128, 512]); a
+    ValueError naming the flag, the text and an example otherwise. Wrap it in _arg_type for argparse."""
+
+    def parse(text: str) -> list[int]:
+        parts = [p.strip() for p in str(text).split(",")]
+        if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
+            raise ValueError(f"{flag} {text!r}: give whole numbers >= 1, comma-separated, e.g. {example}")
+        return [int(p) for p in parts]
+
+    parse.__name__ = f"{flag} values"
+    return parse
 
 
 def _arg_type(parse):

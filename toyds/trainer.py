@@ -66,10 +66,10 @@ def optimizer_step(model, opt, loss: torch.Tensor, *, grad_clip: float = 1.0, pa
     # so every rank stops here together instead of waiting for the others
     where = f"step {step}" if step is not None else "this step"
     if not torch.isfinite(total):
-        raise NonFiniteError(f"{where}: the loss is {float(total)}; nothing was updated. A learning rate that is "
+        raise NonFiniteError(f"{where}: the loss is {float(total.detach())}; nothing was updated. A learning rate that is "
                              f"too high, or a reward or input that is NaN, are the usual causes")
     if not torch.isfinite(norm):
-        raise NonFiniteError(f"{where}: the gradient norm is {float(norm)} (loss {float(total):.4g}); nothing was "
+        raise NonFiniteError(f"{where}: the gradient norm is {float(norm)} (loss {float(total.detach()):.4g}); nothing was "
                              f"updated. Lower the learning rate or check the inputs")
     opt.step()
     if not all(bool(torch.isfinite(p).all()) for p in params):  # e.g. an infinite learning rate

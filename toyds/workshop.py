@@ -17,232 +17,37 @@ checker waits on for at most `timeout` seconds. Python cannot stop a thread, so 
 timeout the caller must exit the process (the `toyds check` command does); tests that
 exercise a hang run the command in a subprocess.
 
-`load_function(path, name)` is the same import, for the demos: e.g.
-`python examples/03_r1_zero.py --advantages workshop/exercises/advantages.py` hands the
-participant's group_advantages to train_grpo(advantage_fn=...).
+This file runs the cases and writes the report; loading a participant's file
+(load_function, for the demos, too) is toyds/participant.py, and showing and
+comparing values is toyds/compare.py. Their names are imported here as well, so
+`from toyds.workshop import load_function, show` keeps working.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import inspect
-import itertools
-import math
 import sys
 import threading
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from toyds.compare import differ, show
 from toyds.exercises import EXERCISES, Exercise
 
-ROOT = Path(__file__).resolve().parents[1]  # a clone of toyds (or an editable install of one)
-_counter = itertools.count()
-
-
-# ------------------------------------------------------------------ loading
-
-
-class ParticipantError(Exception):
-    """A participant's file could not be used; the message says why, in a sentence or two."""
-
-
-def workshop_dir() -> Path:
-    """The workshop folder: the clone's workshop/, else ./workshop (a wheel install has none)."""
-    for d in (ROOT / "workshop", Path.cwd() / "workshop"):
-        if (d / "exercises").is_dir():
-            return d
-    raise ParticipantError("cannot find the workshop folder (workshop/exercises/): run from a clone of toyds, "
-                           "or pass --file PATH")
-
-
-def stub_path(exercise: str) -> Path:
-    return workshop_dir() / "exercises" / f"{exercise}.py"
-
-
-def solution_path(exercise: str) -> Path:
-    return workshop_dir() / "solutions" / f"{exercise}.py"
-
-
-def _rel(path: Path) -> str:
-    """path relative to the working directory when it is inside it (shorter to read)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _where(tb, path: Path) -> str:
-    """' (line N of FILE: `code`)' for the deepest frame inside the participant's file, or ''."""
-    frames = [f for f in traceback.extract_tb(tb) if Path(f.filename).resolve() == path.resolve()]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (line {f.lineno} of {_rel(path)}: `{(f.line or '').strip()}`)"
-
-
-def _import(path: Path):
-    path = Path(path)
-    if not path.is_file():
-        raise ParticipantError(f"there is no file at {path}")
-    name = f"toyds_participant_{path.stem}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses in the file need to find their module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        text = (e.text or "").rstrip("\n")
-        caret = " " * max((e.offset or 1) - 1, 0) + "^"
-        raise ParticipantError(f"Python cannot read {path}: {e.msg} on line {e.lineno}:\n"
-                               f"    {text}\n    {caret}\nFix that line (an unclosed bracket is often "
-                               f"the line above), then run the check again.") from None
-    except Exception as e:  # noqa: BLE001: anything the file raises while it is imported
-        raise ParticipantError(f"importing {path} raised {type(e).__name__}: {e}{_where(e.__traceback__, path)}. "
-                               f"Code at the top level of the file runs on import: keep it inside functions."
-                               ) from None
-    return module
-
-
-def load_function(path, name: str):
-    """The function `name` defined in the Python file at `path`; a ValueError that says why if there is none.
-
-    For the demos' hooks, e.g. examples/03_r1_zero.py --advantages PATH.
-    """
-    try:
-        module = _import(Path(path))
-    except ParticipantError as e:
-        raise ValueError(str(e)) from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        defined = sorted(k for k, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__)
-        raise ValueError(f"{path} defines no function named {name!r} (it defines: {', '.join(defined) or 'none'})")
-    return fn
-
-
-def function_arg(name: str, example: tuple = ()):
-    """An argparse type that loads function `name` from a file: e.g. --advantages FILE.
-
-    With an example call, the function is also tried once, so a stub that is not
-    written yet, or a file that breaks, is reported before minutes of training.
-    """
-
-    def convert(text):
-        try:
-            fn = load_function(text, name)
-            if example:
-                fn(*example)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        except NotImplementedError:
-            raise argparse.ArgumentTypeError(f"{name} in {text} is not written yet (it raises NotImplementedError): "
-                                             f"write it, or check it first with toyds check") from None
-        except Exception as e:  # noqa: BLE001: the participant's code, tried on an example
-            raise argparse.ArgumentTypeError(f"{name} in {text} raised {type(e).__name__} on an example call: {e}"
-                                             f"{_where(e.__traceback__, Path(text))}") from None
-        return fn
-
-    convert.__name__ = f"a Python file defining {name}"
-    return convert
-
-
-def advantages_arg(text: str):
-    """--advantages FILE: the participant's group_advantages, tried on one small example first."""
-    return function_arg("group_advantages", (torch.tensor([1.0, 0.0, 1.0, 0.0]), 2))(text)
-
-
-def advantages_file(text: str) -> str:
-    """--advantages FILE, checked like advantages_arg but kept as a path (seeds run in
-    separate processes, which receive the path and load the function themselves)."""
-    advantages_arg(text)
-    return text
-
-
-# ------------------------------------------------------------------ comparing
-
-
-def show(x, limit: int = 12) -> str:
-    """A value the way a person reads it: tensors as rounded lists, long ones cut."""
-    if isinstance(x, torch.Tensor):
-        if x.dim() == 0:
-            return f"tensor({show(x.item())})"
-        if x.is_floating_point():
-            body = show([round(v, 4) if math.isfinite(v) else v for v in x.detach().flatten().tolist()], limit)
-        else:
-            body = show(x.flatten().tolist(), limit)
-        shape = "" if x.dim() == 1 else f", shape {tuple(x.shape)}"
-        return f"tensor({body}{shape})"
-    if isinstance(x, float):
-        s = f"{x:.6g}"
-        return s if any(ch in s for ch in ".ein") else s + ".0"  # 2.0, not 2: a float reads as one
-    if isinstance(x, (list, tuple)):
-        items = [show(v, limit) for v in x[:limit]] + (["..."] if len(x) > limit else [])
-        inner = ", ".join(items)
-        return f"[{inner}]" if isinstance(x, list) else f"({inner}{',' if len(x) == 1 else ''})"
-    if isinstance(x, dict):
-        return "{" + ", ".join(f"{k}: {show(v, limit)}" for k, v in x.items()) + "}"
-    if isinstance(x, str) and len(x) > 80:
-        return repr(x[:40] + "..." + x[-20:])
-    return repr(x)
-
-
-def differ(got, want, atol: float, rtol: float, where: str = "") -> str | None:
-    """None if got matches want, else a sentence on the first difference."""
-    at = f" at {where}" if where else ""
-    if got is None and want is not None:
-        return f"received None{at}: is a `return` missing?"
-    if isinstance(want, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            return f"expected a tensor{at}, received {type(got).__name__}"
-        if tuple(got.shape) != tuple(want.shape):
-            return f"expected shape {tuple(want.shape)}{at}, received shape {tuple(got.shape)}"
-        if want.dtype == torch.bool or not want.is_floating_point():
-            bad = (got != want)
-        else:
-            if not got.is_floating_point():
-                return f"expected floating-point numbers{at}, received dtype {got.dtype}"
-            g, w = got.detach().double(), want.detach().double()
-            bad = ~(torch.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True))
-        if bad.any():
-            i = [int(v) for v in bad.nonzero()[0]]
-            idx = ", ".join(map(str, i))
-            return (f"position [{idx}]{at}: expected {show(want[tuple(i)].item())}, "
-                    f"received {show(got[tuple(i)].item())} ({int(bad.sum())} of {bad.numel()} differ)")
-        return None
-    if isinstance(want, dict):
-        if not isinstance(got, dict):
-            return f"expected a dict{at}, received {type(got).__name__}"
-        if set(got) != set(want):
-            return f"expected keys {sorted(want)}{at}, received {sorted(got)}"
-        for k in want:
-            d = differ(got[k], want[k], atol, rtol, f"{where}[{k!r}]" if where else repr(k))
-            if d:
-                return d
-        return None
-    if isinstance(want, (list, tuple)):
-        if not isinstance(got, (list, tuple)):
-            return f"expected a {type(want).__name__} of {len(want)}{at}, received {type(got).__name__}"
-        if len(got) != len(want):
-            return f"expected {len(want)} items{at}, received {len(got)}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            d = differ(g, w, atol, rtol, f"{where}[{i}]" if where else f"item {i}")
-            if d:
-                return d
-        return None
-    if isinstance(want, float) or (isinstance(want, int) and not isinstance(want, bool) and isinstance(got, float)):
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if not isinstance(got, (int, float)) or isinstance(got, bool) and not isinstance(want, bool):
-            return f"expected a number{at}, received {type(got).__name__} {show(got)}"
-        if math.isnan(want) and math.isnan(got):
-            return None
-        return None if math.isclose(got, want, rel_tol=rtol, abs_tol=atol) else \
-            f"expected {show(want)}{at}, received {show(got)}"
-    return None if got == want else f"expected {show(want)}{at}, received {show(got)}"
-
+# the loading names are re-exported: examples/03_r1_zero.py, notebook 03 and the tests import them from here
+from toyds.participant import (  # noqa: F401
+    ParticipantError,
+    _import,
+    _rel,
+    _where,
+    advantages_arg,
+    advantages_file,
+    function_arg,
+    load_function,
+    solution_path,
+    stub_path,
+    workshop_dir,
+)
 
 # ------------------------------------------------------------------ running
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from toyds.layers import SwiGLU
 from toyds.dispatch import grouped_mm_available, resolve_dispatch
 from toyds.moe import MoE, MoEConfig
-from toyds.runs import add_common_args, setup, write_metrics
+from toyds.runs import _arg_type, add_common_args, at_least, setup, whole_numbers, write_metrics
 from toyds.trainer import show_progress
 
 
@@ -47,15 +47,15 @@ def fwd_bwd_seconds(layer, x: torch.Tensor, iters: int) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--dim", type=int, default=128, help="model width D")
-    ap.add_argument("--expert-dim", type=int, default=128, help="hidden width H of each expert")
-    ap.add_argument("--experts", type=int, default=8, help="routed experts E for the MoE vs dense comparison")
-    ap.add_argument("--top-k", type=int, default=2, help="routed experts per token K")
-    ap.add_argument("--shared", type=int, default=1, help="shared experts S")
-    ap.add_argument("--tokens", default="512,4096", help="comma-separated token counts N")
-    ap.add_argument("--scaling-experts", default="8,16,32,64", help="expert counts for the scaling run (at N = largest --tokens)")
-    ap.add_argument("--iters", type=int, default=5, help="forward+backward passes per timed run")
-    ap.add_argument("--repeats", type=int, default=7, help="timed runs per figure; the median is reported")
+    ap.add_argument("--dim", type=at_least(1), default=128, help="model width D")
+    ap.add_argument("--expert-dim", type=at_least(1), default=128, help="hidden width H of each expert")
+    ap.add_argument("--experts", type=at_least(2), default=8, help="routed experts E for the MoE vs dense comparison")
+    ap.add_argument("--top-k", type=at_least(1), default=2, help="routed experts per token K")
+    ap.add_argument("--shared", type=at_least(0), default=1, help="shared experts S")
+    ap.add_argument("--tokens", type=_arg_type(whole_numbers("--tokens", "512,4096")), default="512,4096", help="comma-separated token counts N")
+    ap.add_argument("--scaling-experts", type=_arg_type(whole_numbers("--scaling-experts", "8,64")), default="8,16,32,64", help="expert counts for the scaling run (at N = largest --tokens)")
+    ap.add_argument("--iters", type=at_least(1), default=5, help="forward+backward passes per timed run")
+    ap.add_argument("--repeats", type=at_least(1), default=7, help="timed runs per figure; the median is reported")
     add_common_args(ap, threads=1, seeds=None)
     args = ap.parse_args(argv)
     device = setup(args)
@@ -83,7 +83,7 @@ def main(argv=None):
 
     ratios = {"moe_over_dense": {}, "loop_over_dense": {}, "sorted_over_dense": {}, "grouped_mm_over_dense": {}}
     seconds = {}
-    sizes = [int(n) for n in args.tokens.split(",")]
+    sizes = args.tokens
     for N in sizes:
         x = torch.randn(N, D, device=device)
         for layer in layers.values():
@@ -102,7 +102,7 @@ def main(argv=None):
 
     N = max(sizes)
     x = torch.randn(N, D, device=device)
-    scaling_layers = {E: moe(E) for E in (int(e) for e in args.scaling_experts.split(","))}
+    scaling_layers = {E: moe(E) for E in args.scaling_experts}
     for layer in scaling_layers.values():
         fwd_bwd_seconds(layer, x, 2)
     times = {E: [] for E in scaling_layers}
