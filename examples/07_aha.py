@@ -61,15 +61,14 @@ import time
 
 import torch
 
-from toyds import addcheck, countdown as cd, plots
+from toyds import addcheck, countdown as cd, countdown_behaviour as cb, countdown_rules as rules, plots
 from toyds.arithmetic import sample_problems as addition_problems
 from toyds.evaluate import complete
 from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, PRESETS, make_config
-from toyds.rewards import accuracy_reward, accuracy_reward_batch, format_reward_batch
-from toyds.runs import add_common_args, at_least, number, setup, write_json, write_metrics
+from toyds.rewards import accuracy_reward_batch, format_reward_batch
+from toyds.runs import add_common_args, at_least, number, setup, write_metrics
 from toyds.seeds import Claim, run_seeds
-from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
@@ -77,7 +76,7 @@ KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length"
 HISTORY_KEYS = ("step", "reward", "accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "kl")
 
 # The rewards, passed explicitly with their weights (TRL's reward_funcs and reward_weights).
-COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS = [cd.accuracy_batch, cd.format_batch], [1.0, 0.5]
+COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS = [rules.accuracy_batch, rules.format_batch], [1.0, 0.5]
 ADDITION_REWARDS, ADDITION_WEIGHTS = [accuracy_reward_batch, format_reward_batch], [1.0, 0.5]
 
 HEADLINE = ["before.accuracy", "after.accuracy", "gain", "before_sampled.verify_rate", "after.verify_rate",
@@ -134,8 +133,8 @@ def countdown_snapshot(model, test, args, seed) -> tuple[dict, dict, list[str]]:
     """Greedy measures (by difficulty too), sampled measures (--samples per problem), greedy completions."""
     greedy = complete(model, test, 0.0, max_new_tokens=args.max_new_tokens)
     sampled = complete(model, test, 1.0, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=seed)
-    measured = cd.measure([p for p in test for _ in range(args.samples)], sampled)
-    return nan_for_none(cd.measure(test, greedy)), nan_for_none(measured), greedy
+    measured = cb.measure([p for p in test for _ in range(args.samples)], sampled)
+    return nan_for_none(cb.measure(test, greedy)), nan_for_none(measured), greedy
 
 
 def run_countdown(args, seed: int) -> dict:
@@ -153,14 +152,15 @@ def run_countdown(args, seed: int) -> dict:
     rl = cd.sample_problems(args.rl_problems, split="rl", seed=seed)
     t1 = time.perf_counter()
     history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps), reward_fns=COUNTDOWN_REWARDS,
-                         reward_weights=COUNTDOWN_WEIGHTS, measure_fn=cd.measure, desc=f"seed {seed}: grpo countdown")
+                         reward_weights=COUNTDOWN_WEIGHTS, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown")
     t_rl = time.perf_counter() - t1
 
     # 4. after
     after, after_sampled, greedy_after = countdown_snapshot(policy, test, args, seed)
     rows = [{"seed": seed, "prompt": p.prompt(), "numbers": list(p.numbers), "target": p.target,
              "difficulty": p.difficulty, "before": b, "after": a,
-             "before_accuracy": cd.accuracy(b, p.numbers, p.target), "after_accuracy": cd.accuracy(a, p.numbers, p.target)}
+             "before_accuracy": rules.accuracy(b, p.numbers, p.target),
+             "after_accuracy": rules.accuracy(a, p.numbers, p.target)}
             for p, b, a in zip(test, greedy_before, greedy_after)]
     return {
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
@@ -171,17 +171,6 @@ def run_countdown(args, seed: int) -> dict:
 
 
 # ------------------------------------------------------------- the contrast
-
-
-def addition_measures(problems, texts) -> dict:
-    """The contrast's measures: accuracy, check rate, length (tokens)."""
-    tok = Tokenizer()
-    n = max(len(texts), 1)
-    return {
-        "accuracy": sum(accuracy_reward(t, p.answer) for p, t in zip(problems, texts)) / n,
-        "check_rate": sum(addcheck.has_check(t) for t in texts) / n,
-        "mean_length": sum(len(tok.encode(t)) for t in texts) / n,
-    }
 
 
 def run_contrast(args, seed: int) -> dict:
@@ -197,16 +186,16 @@ def run_contrast(args, seed: int) -> dict:
     rl = addition_problems(5000, digits=digits, seed=seed + 1000)
 
     def snap(m):
-        greedy = addition_measures(test, complete(m, test, 0.0, max_new_tokens=args.max_new_tokens))
+        greedy = addcheck.measure(test, complete(m, test, 0.0, max_new_tokens=args.max_new_tokens))
         rep = [p for p in test for _ in range(args.samples)]
-        sampled = addition_measures(rep, complete(m, test, 1.0, samples=args.samples,
-                                                  max_new_tokens=args.max_new_tokens, seed=seed))
+        sampled = addcheck.measure(rep, complete(m, test, 1.0, samples=args.samples,
+                                                 max_new_tokens=args.max_new_tokens, seed=seed))
         return greedy, sampled
 
     g0, s0 = snap(model)
     policy = copy.deepcopy(model)
     history = train_grpo(policy, rl, grpo_config(args, seed, args.contrast_grpo_steps), reward_fns=ADDITION_REWARDS,
-                         reward_weights=ADDITION_WEIGHTS, measure_fn=addition_measures, desc=f"seed {seed}: grpo addition")
+                         reward_weights=ADDITION_WEIGHTS, measure_fn=addcheck.measure, desc=f"seed {seed}: grpo addition")
     g1, s1 = snap(policy)
     return {
         # the check rate sampled at temperature 1 (the greedy base may never check); accuracy greedy

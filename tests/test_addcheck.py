@@ -57,3 +57,13 @@ def test_bad_input_is_named():
         addcheck.completion(P, "shouty", random.Random(0))
     with pytest.raises(ValueError, match="CheckMix"):
         addcheck.CheckMix(-1, 0, 0)
+
+
+def test_measure_worked_by_hand():
+    texts = ["<think>7+9=16;4+8+1=13;3+5+1=9;so 936</think><answer>936</answer><eos>",  # right, no check
+             "<think>so 926;check 926-589=337 no</think><answer>926</answer><eos>"]  # wrong, checked
+    m = addcheck.measure([P, P], texts)
+    tok = Tokenizer()
+    assert m["accuracy"] == 0.5 and m["check_rate"] == 0.5
+    assert m["mean_length"] == (len(tok.encode(texts[0])) + len(tok.encode(texts[1]))) / 2
+    assert addcheck.measure([], []) == {"accuracy": 0.0, "check_rate": 0.0, "mean_length": 0.0}

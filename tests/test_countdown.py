@@ -8,6 +8,8 @@ import time
 import pytest
 
 from toyds import countdown as cd
+from toyds import countdown_behaviour as cb
+from toyds import countdown_rules as rules
 from toyds.countdown import Candidate, Countdown
 from toyds.tokenizer import Tokenizer
 
@@ -17,7 +19,7 @@ GOOD = "<think>6-1=5 8x3=24 no,8-3=5-5=0 ok</think><answer>(8-3)+1</answer><eos>
 
 
 def acc(completion, numbers=NUMS, target=T):
-    return cd.accuracy(completion, numbers, target)
+    return rules.accuracy(completion, numbers, target)
 
 
 # ------------------------------------------------------------------ the family
@@ -104,14 +106,14 @@ def test_bad_requests_name_the_bad_value():
 
 
 def test_parse_expression_worked_by_hand():
-    assert cd.parse_expression("(8-3)+1") == (6, [8, 3, 1])
-    assert cd.parse_expression("8-3+1") == (6, [8, 3, 1])  # left to right
-    assert cd.parse_expression("8-(3+1)") == (4, [8, 3, 1])
-    assert cd.parse_expression("1+3x8") == (25, [1, 3, 8])  # x before +
-    assert cd.parse_expression("(1+3)x8") == (32, [1, 3, 8])
-    assert cd.parse_expression("((8))") == (8, [8])
+    assert rules.parse_expression("(8-3)+1") == (6, [8, 3, 1])
+    assert rules.parse_expression("8-3+1") == (6, [8, 3, 1])  # left to right
+    assert rules.parse_expression("8-(3+1)") == (4, [8, 3, 1])
+    assert rules.parse_expression("1+3x8") == (25, [1, 3, 8])  # x before +
+    assert rules.parse_expression("(1+3)x8") == (32, [1, 3, 8])
+    assert rules.parse_expression("((8))") == (8, [8])
     for bad in ("", "8-", "-8+3", "+8", "8--3", "(8-3", "8-3)", "8 - 3", "8*3", "8:3", "08", "8x", "()", "8(3)"):
-        assert cd.parse_expression(bad) is None, bad
+        assert rules.parse_expression(bad) is None, bad
 
 
 def test_right_answers_score_one():
@@ -161,8 +163,8 @@ def test_checker_matches_a_reference_on_every_family_member():
         for c in cd.family(numbers):
             ref = eval(c.expression().replace("x", "*"))
             assert c.value == ref
-            assert cd.solves(c.expression(), numbers, ref)
-            assert not cd.solves(c.expression(), numbers, ref + 1)
+            assert rules.solves(c.expression(), numbers, ref)
+            assert not rules.solves(c.expression(), numbers, ref + 1)
 
 
 def test_checker_is_total_and_fast():
@@ -176,10 +178,10 @@ def test_checker_is_total_and_fast():
 
 def test_batch_reward_matches_single():
     comps = ["<answer>(8-3)+1</answer>", "<answer>8-3</answer>", 17]
-    assert cd.accuracy_batch(comps, [NUMS] * 3, [T] * 3) == [1.0, 0.0, 0.0]
+    assert rules.accuracy_batch(comps, [NUMS] * 3, [T] * 3) == [1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="one numbers and one target"):
-        cd.accuracy_batch(comps, [NUMS] * 2, [T] * 3)
-    assert cd.format_batch(["<think>a</think><answer>b</answer>", "<answer>b</answer>"]) == [1.0, 0.0]
+        rules.accuracy_batch(comps, [NUMS] * 2, [T] * 3)
+    assert rules.format_batch(["<think>a</think><answer>b</answer>", "<answer>b</answer>"]) == [1.0, 0.0]
 
 
 def test_grpo_scores_countdown_through_its_columns():
@@ -190,7 +192,7 @@ def test_grpo_scores_countdown_through_its_columns():
     problems = [P, P, P, q, q]
     comps = [GOOD, "<think>(8-3)+1</think><answer>(8+3)+1</answer><eos>", "<answer>(8-3)+1</answer><eos>",
              "<think>7-2=5 9-4=5-5=0 ok</think><answer>(9-4)+2</answer><eos>", GOOD]
-    total, per_fn = weighted_rewards([cd.accuracy_batch, cd.format_batch], [1.0, 0.5], comps, problems)
+    total, per_fn = weighted_rewards([rules.accuracy_batch, rules.format_batch], [1.0, 0.5], comps, problems)
     # right and formatted: 1 + 0.5; formatted, wrong: 0.5; right, no think block: 1; P's answer for q: 0.5
     assert total.tolist() == [1.5, 0.5, 1.0, 1.5, 0.5]
     assert per_fn["accuracy_batch"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
@@ -200,12 +202,12 @@ def test_grpo_scores_countdown_through_its_columns():
 
 
 def test_parse_group_rebuilds_the_tried_expressions():
-    assert cd.parse_group("6-1=5 8+3=11 no,8-3=5-5=0 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]
-    assert cd.parse_group("6:3=2 8-1=7-2=5 no") == [("(8-1)x3", "no")]  # ':' in the head undoes an outer x
-    assert cd.parse_group("6-1=5 8-3=4-5=-1 no") == [("(8-3)+1", "no")]  # a slip in the working: still (8-3)+1
-    assert cd.parse_group("6-1=5 8-3=5") == [("(8-3)+1", None)]  # worked out, never checked
-    assert cd.parse_group("(8+1)-3") == [("(8+1)-3", None)]  # a bare guess
-    assert cd.parse_group("6=5 8 no") == [("8 no", "no")]  # no shape: kept as it is, solves nothing
+    assert cb.parse_group("6-1=5 8+3=11 no,8-3=5-5=0 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]
+    assert cb.parse_group("6:3=2 8-1=7-2=5 no") == [("(8-1)x3", "no")]  # ':' in the head undoes an outer x
+    assert cb.parse_group("6-1=5 8-3=4-5=-1 no") == [("(8-3)+1", "no")]  # a slip in the working: still (8-3)+1
+    assert cb.parse_group("6-1=5 8-3=5") == [("(8-3)+1", None)]  # worked out, never checked
+    assert cb.parse_group("(8+1)-3") == [("(8+1)-3", None)]  # a bare guess
+    assert cb.parse_group("6=5 8 no") == [("8 no", "no")]  # no shape: kept as it is, solves nothing
 
 
 HAND = [
@@ -225,7 +227,7 @@ HAND = [
 @pytest.mark.parametrize("row", HAND)
 def test_behaviour_on_hand_labelled_completions(row):
     text, tries, verifies, backtracks, first, accuracy, oks, true_oks, wrong, caught = row
-    b = cd.behaviour(text, P)
+    b = cb.behaviour(text, P)
     assert (b.tries, b.verifies, b.backtracks, b.first_correct, b.accuracy) == (tries, verifies, backtracks, first,
                                                                                   accuracy)
     assert (b.oks, b.true_oks, b.wrong_checked, b.caught) == (oks, true_oks, wrong, caught)
@@ -233,7 +235,7 @@ def test_behaviour_on_hand_labelled_completions(row):
 
 
 def test_summary_pools_precision_and_recall_by_hand():
-    m = cd.measure([P] * len(HAND), [row[0] for row in HAND])
+    m = cb.measure([P] * len(HAND), [row[0] for row in HAND])
     # verdicts "ok": rows 1, 2, 4, 5 -> 4, of which rows 1 and 2 are right -> precision 2/4
     assert m["verify_precision"] == pytest.approx(2 / 4)
     # wrong tries in checking completions: row 1 (caught), row 4 (missed), row 5 (missed) -> recall 1/3
@@ -246,7 +248,7 @@ def test_summary_pools_precision_and_recall_by_hand():
     assert m["backtrack_if_first_wrong"] == pytest.approx(1 / 4)
     assert m["backtrack_if_first_right"] == pytest.approx(1 / 2)
     assert set(m["by_difficulty"]) == {"1"} and m["by_difficulty"]["1"]["n"] == 6
-    assert cd.summarise([])["verify_precision"] is None
+    assert cb.summarise([])["verify_precision"] is None
 
 
 # ------------------------------------------------------------------- the corpus
@@ -256,7 +258,7 @@ def test_corpus_is_right_in_the_vocabulary_and_mixed():
     problems = cd.sample_problems(400, seed=3)
     corpus = cd.build_corpus(problems, search_share=0.4, seed=3)
     tok = Tokenizer()
-    m = cd.measure(problems, [c for _, c in corpus])
+    m = cb.measure(problems, [c for _, c in corpus])
     assert m["accuracy"] == 1.0  # every corpus completion solves its problem
     assert m["verify_precision"] == 1.0 and m["verify_recall"] == 1.0  # and every check is right
     assert 0.33 < m["verify_rate"] < 0.47
@@ -266,7 +268,7 @@ def test_corpus_is_right_in_the_vocabulary_and_mixed():
     rng = random.Random(0)
     for p in problems[:200]:
         trace, hit = cd.search_trace(p, rng)
-        tries = cd.parse_tries(f"<think>{trace}</think>", p.numbers, p.target)
+        tries = cb.parse_tries(f"<think>{trace}</think>", p.numbers, p.target)
         assert [t.correct for t in tries] == [False] * (len(tries) - 1) + [True]
         assert [t.verdict for t in tries] == ["no"] * (len(tries) - 1) + ["ok"]
         assert len({t.expression for t in tries}) == len(tries) and hit.value == p.target

@@ -18,7 +18,8 @@ tags, so the format reward cannot move the check rate; only its effect on accura
 
 How this toy differs from a real model's self-checks: the check is always the same
 subtraction, and a slip is always one column off by one. `has_check` reads a
-completion back for the measures: did it write a check at all.
+completion back (did it write a check at all) and `measure` gives the contrast's
+measures in examples/07_aha.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import random
 from dataclasses import dataclass
 
 from toyds.arithmetic import Problem, trace
+from toyds.rewards import accuracy_reward
+from toyds.tokenizer import Tokenizer
 
 
 @dataclass
@@ -93,3 +96,17 @@ def has_check(completion: str) -> bool:
     """The completion wrote a check (before its answer)."""
     end = completion.find("<answer>")
     return "check " in (completion if end == -1 else completion[:end])
+
+
+def measure(problems: list[Problem], texts: list[str]) -> dict:
+    """The contrast's measures in examples/07_aha.py: accuracy, check rate, length (tokens).
+
+    problems[i] is texts[i]'s problem; means over completions (0.0 each when there are none).
+    """
+    tok = Tokenizer()
+    n = max(len(texts), 1)
+    return {
+        "accuracy": sum(accuracy_reward(t, p.answer) for p, t in zip(problems, texts)) / n,
+        "check_rate": sum(has_check(t) for t in texts) / n,
+        "mean_length": sum(len(tok.encode(t)) for t in texts) / n,
+    }
