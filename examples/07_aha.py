@@ -24,8 +24,9 @@ The protocol, numbered as in `run`:
 
 The claims are data (CLAIMS), checked on every seed (toyds/seeds.py).
 
-What I measured with the same recipe through scratch harnesses (notes_aha.md on
-the `aha` branch, E22 and R4/R5: one seed, one base, this shared 2-core machine):
+What I measured with the same recipe through scratch harnesses (notes_aha.md, E22
+and R4/R5, kept in git history only: `git show cc10490:notes_aha.md`, the harnesses
+under cc10490:scratch/; one seed, one base, this shared 2-core machine):
 the depth-4 tiny base never checks greedy and checks in 14% of its samples, and
 those checks are right (sampled precision 0.85, recall 0.91). After 100 GRPO steps,
 greedy on 120 held-out problems: every completion searches (verify rate 0 -> 1.00),

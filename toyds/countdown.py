@@ -17,8 +17,8 @@ outer op ('6-1=5': with +1 last, x op1 y must make 5; '6:3=2' for x3 last), then
 tries inner operations against that need, each worked and checked by subtracting
 the need ('8-3=5-5=0 ok', '8+1=9-3=6 no'; a two-digit result is 'no' at once,
 '8x3=24 no'), in random order, going back to the next try on "no", until "ok".
-Why this shape (notes_aha.md on the aha branch has the runs): a plain comparison
-verdict ('5 vs 6 no') was learned far more slowly than arithmetic facts and ended
+Why this shape (the runs are in notes_aha.md, kept in git history only:
+`git show cc10490:notes_aha.md`): a plain comparison verdict ('5 vs 6 no') was learned far more slowly than arithmetic facts and ended
 up guessed from the position in the search; one-digit needs make every check a
 one-digit subtraction fact, which a tiny model does learn.
 Difficulty is how *scarce* the solutions are: how many candidates hit the target
