@@ -265,3 +265,21 @@ def test_08_mla(tmp_path):
     assert mtp["identical"] == 1.0 and mtp["deep"]["identical"] == 1.0
     assert mtp["deep"]["acceptance"] == mtp["acceptance"] and mtp["deep"]["tokens"] == mtp["tokens"]
     assert m["seconds"] > 0 and set(m["claims"]) and m["summary"]
+
+
+@pytest.mark.slow
+def test_07_aha_quick(tmp_path):
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--seeds", "2", "--jobs", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    keys = {"accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
+            "verify_recall", "first_try_accuracy", "by_difficulty"}
+    for when in ("before", "after", "before_sampled", "after_sampled"):
+        assert keys <= set(m[when]) and set(m[when]["by_difficulty"]) <= {"1", "2", "3+"}
+        assert keys - {"by_difficulty"} <= set(next(iter(m[when]["by_difficulty"].values())))
+    assert len(m["history"]) == 3 and {"reward", "accuracy", "verify_rate", "mean_length"} <= set(m["history"][0])
+    assert set(m["contrast"]["check_rate"]) == {"before", "after"} and set(m["contrast"]["accuracy"]) == {"before", "after"}
+    assert isinstance(m["seconds"], float) and len(m["seeds"]) == 2
+    assert {c["of"] for c in m["claims"].values()} == {2} and "greedy accuracy gain >= 0.2" in m["claims"]
+    rows = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 12 and {"prompt", "numbers", "target", "before", "after", "seed"} <= set(rows[0])
+    assert "completions" not in m and all("completions" not in s for s in m["seeds"])
