@@ -23,7 +23,7 @@ text is mostly the sums the RL model already gets right, and on a seed whose RL
 model solves a quarter of the 3-digit sums the student saw only 160 distinct
 3-digit traces (of 1,208) and reached 0.78-0.91 of its teacher (1 of 3 seeds, with
 4,000 problems). With 4 samples it sees every sum the RL model solves at least
-once in four tries (297-662 distinct 3-digit traces) and learns from the RL model's
+once in four tries (297-661 distinct 3-digit traces) and learns from the RL model's
 pass@4, not its pass@1: that is rejection-sampling fine-tuning (Yuan et al. 2023),
 and why the student can beat its teacher. GRPO and the sampling stop a completion
 at the longest worked trace + 8 tokens (49), where a right answer always ends; the
