@@ -15,15 +15,21 @@ once per seed:
    samples, not the teacher: a teacher per seed put 3 seeds over the 8-minute
    budget, and at 400 steps one seed's teacher sat on the carry knife edge (3-digit
    accuracy 0.51, against 0.92 and 0.98), which every student of that seed
-   inherited. At 600 steps the one teacher reached 0.997 (145 s at 2 threads).
+   inherited. At 600 steps the one teacher reached 0.997 (128 s at 2 threads).
 1. Rejection sampling: the teacher writes --k completions per training problem;
-   the rule-based reward keeps the right, well-formed ones (toyds/rejection.py).
+   the rule-based reward keeps the right, well-formed ones, one copy of each
+   (toyds/rejection.py). One copy matters: a third of the problems are 1-digit
+   sums, of which there are only 100, so without it a third of every batch
+   repeated them; with it the students see ~2,570 distinct texts, most of them
+   2- and 3-digit (and their steps cost a third more: longer sequences).
 2. Four students (the `tiny` preset, 0.11M parameters: 1/8 of the teacher's
-   active parameters), same initial weights, same number of optimiser steps (600,
-   for the time budget; see "What the runs showed" below):
-     scratch      SFT on ground-truth answers alone (`<answer>936</answer>`)
-     rl           its own R1-Zero: base pretraining on the mixed corpus, then GRPO
-                  (--rl-steps more steps on top: RL gets *more* compute here)
+   active parameters), the same number of optimiser steps each (--steps 600).
+   Three start from one *student base*, pretrained per seed on the mixed corpus
+   (--base-steps 600), as R1's distilled and RL'd models started from one base
+   (Qwen2.5-32B-Base in the paper's section 4.1):
+     scratch      SFT on ground-truth answers alone (`<answer>936</answer>`), from
+                  random weights
+     rl           its own R1-Zero: GRPO (--rl-steps) from the student base
      sequence_kd  SFT on the teacher's kept reasoning: only text crosses over
      logit_kd     white-box KD on the same texts: the teacher's next-token
                   distributions (tau = 1) mixed half and half with the next-token
@@ -41,18 +47,15 @@ Claims, per seed: the best student reaches >= 0.9 of its teacher's accuracy with
 by >= 0.2. Soft vs hard targets is reported as mean +- std, with no claim either
 way.
 
-What the runs showed (3 seeds, 2 cores): with the 0.997 teacher, 4,000 completions
-and 600 student steps, three seeds took 516 s (teacher 145 s); sequence KD beat
-the student's own R1-Zero by 0.26-0.59 (held on 3 of 3), but the best student
-reached only 0.68-0.81 of its teacher (held on 0 of 3): at 600 steps the tiny
-student has not yet learned 3-digit carries, the knife edge examples/00 shows
-needs about 1,000 steps at this size. With per-seed teachers of 400 steps, 2,000
-completions and 1,000 student steps (714 s), the best student reached 0.84-1.05
-(held on 2 of 3), the weak teacher of seed 0 (0.75) dragging it down. My reading,
-not yet measured: both claims on every seed need about 1,000 student steps on a
-good teacher's completions (--steps 1000), which at the times above would put three
-seeds near 11 minutes, over the 8-minute budget. Three seeds take 8.6 minutes
-(teacher included) on 2 laptop CPU cores (the README has the measured runs). With --out DIR: DIR/metrics.json with
+What the runs showed (3 seeds, 2 cores; the README has the tables): sequence KD
+beat the student's own R1-Zero by 0.60, 0.87 and 0.57 (held on 3 of 3); the best
+student reached 0.81, 1.00 and 0.99 of its teacher (held on 2 of 3), in 517 s, over
+the 8-minute budget (teacher 128 s). The miss is the carry knife edge of
+examples/00: seed 0's students got only 0.61 of the 3-digit sums. More steps moved
+the miss rather than removing it: at 1,000 student steps (3,000 prompts) seed 1
+missed instead (0.80; 2 of 3) in 570 s, at 800 steps seed 1 too (0.83; 2 of 3).
+Without the one-copy rule, 600 steps held it on no seed (0.63, 0.79, 0.75).
+With --out DIR: DIR/metrics.json with
 "teacher" ({"accuracy", "params_active"}), "students" ({"scratch"|"rl"|
 "sequence_kd"|"logit_kd": {"accuracy", "params_active", "seconds", ...}}),
 "data_efficiency" ({"soft", "hard"}), "seeds", "summary", "claims", the first
