@@ -1,7 +1,7 @@
 """The "aha moment" at toy scale: does RL keep self-verification where it pays, and trim it where it does not?
 
     python examples/07_aha.py --out runs/07                    # 1 seed
-    python examples/07_aha.py --seeds 3 --out runs/07          # seeds 0, 1, 2: the README's table
+    python examples/07_aha.py --seeds 3 --out runs/07          # seeds 0, 1, 2 (not yet run: about 20 minutes)
     python examples/07_aha.py --no-contrast --out runs/07      # Countdown-lite only
 
 The protocol, numbered as in `run`:
@@ -24,26 +24,20 @@ The protocol, numbered as in `run`:
 
 The claims are data (CLAIMS), checked on every seed (toyds/seeds.py).
 
-What I measured with the same recipe through scratch harnesses (notes_aha.md, E22
-and R4/R5, kept in git history only: `git show cc10490:notes_aha.md`, the harnesses
-under cc10490:scratch/; one seed, one base, this shared 2-core machine):
-the depth-4 tiny base never checks greedy and checks in 14% of its samples, and
-those checks are right (sampled precision 0.85, recall 0.91). After 100 GRPO steps,
-greedy on 120 held-out problems: every completion searches (verify rate 0 -> 1.00),
-precision 0.97, recall 0.95, accuracy 0.70 -> 0.875 (first try 0.42: the checks
-pay), tries 5.6 / 2.3 / 2.0 where 1 / 2 / 3+ candidates solve it, length 19 -> 59
-tokens. Not reached: the issue's +0.2 accuracy (+0.175 on that seed); and the
-search is kept everywhere, not only where it pays. (This script trains its own base
-with the same settings but other corpus seeds and packed batches, so its figures
-will not be E22's to the digit.)
+What the first end-to-end default run showed (seed 0, one thread, a quiet 2-core
+machine; README chapter 7 has the table): greedy on 120 held-out problems, accuracy
+0.742 -> 0.958 (+0.217), verify rate 0.067 -> 1.00, precision of "ok" 0.98 and
+recall of wrong tries 0.97 after RL, first try 0.49 (the checks pay),
+P(backtrack | first try wrong) 0.98 vs 0 when it was right, tries 3.85 / 1.55 /
+2.10 where 1 / 2 / 3+ candidates solve it; sampled, the base already checked in 40%
+of completions. Addition contrast: sampled check rate 0.171 -> 0.004, accuracy
+0.958 -> 0.983. All seven claims held on that seed; three seeds have not been run.
+The search is kept on every problem, easy ones included (no length cost).
 
-Time: the defaults are the recipe I measured in pieces, and they do NOT fit the
-issue's 6 minutes. Pretraining the base (2100 steps of a 217k-parameter model on
-traces up to ~280 tokens) took 865 s at load ~10 on the shared 2-core machine
-(notes E22, with padded batches; this script packs sequences, not timed here), and
-100 GRPO steps 405 s at load ~5 (R5). A full default run of this script has NOT
-been completed yet: my one attempt was held stopped by another engineer's
-benchmarks and killed. The addition contrast has never been run at its defaults.
+Time: 818 s for one seed at one thread (pretraining 277 s, RL 369 s, contrast
+157 s), well over the issue's 6 minutes; three seeds as three processes on 2 cores
+would take about 20 minutes. The earlier scratch-harness runs (git show
+cc10490:notes_aha.md) reached +0.175 on another base of the same recipe.
 `--quick` shrinks every stage to check that the script runs (under a minute); its
 figures mean nothing.
 Writes DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
