@@ -76,6 +76,8 @@ def headline(config: dict) -> list[str]:
     """The figures a multi-seed run summarises: every model's accuracy and the student's ratio."""
     models = ("base", "r1_zero", "student") + (("student_logit_kd",) if config.get("logit_kd") else ())
     return [f"models.{m}.accuracy" for m in models] + ["student_over_r1_zero"]
+
+
 CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
           Claim("R1-Zero beats its base by >= 0.3", "r1_zero_minus_base", ">=", 0.3)]
 QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
