@@ -115,10 +115,11 @@ def get_teacher(args, seed):
     return teacher
 
 
-def students(args, seed, train_problems, prompts, teacher, kept) -> dict:
+def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, float]:
     """2. four students of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
-    scratch starts from random weights."""
+    scratch starts from random weights. Returns {name: (model, seconds)} and the base's seconds;
+    cap is the rl student's completion cap (evaluate.completion_cap)."""
 
     def new():
         torch.manual_seed(seed)
@@ -137,8 +138,6 @@ def students(args, seed, train_problems, prompts, teacher, kept) -> dict:
 
     def scratch(m):
         train_supervised(m, build_corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
-
-    cap = completion_cap(args.digits, args.ops)  # rollouts stop where the longest right answer would
 
     def rl(m):
         train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, max_new_tokens=cap, seed=seed), reward_fns=R1_REWARDS,
@@ -192,15 +191,16 @@ def run(args, seed: int) -> dict:
           f"{results['teacher']['accuracy']:.3f}")
 
     # 1. rejection sampling: the teacher writes, the rules filter
+    cap = completion_cap(args.digits, args.ops)  # samples and rollouts stop where the longest right answer would
     kept, stats = rejection_sample(teacher, prompts, args.k, temperature=1.0, seed=seed, dedupe=True,
-                                   max_new_tokens=completion_cap(args.digits, args.ops))
+                                   max_new_tokens=cap)
     print(f"seed {seed}: rejection sampling kept {stats['kept']}/{stats['samples']} samples ({stats['keep_rate']:.0%}), "
           f"{stats['coverage']:.0%} of problems covered")
     if not kept:
         raise RuntimeError(f"seed {seed}: the teacher produced no correct, well-formed completion to distil; train it longer")
 
     # 2-3. the students, and their table
-    trained_students, base_seconds = students(args, seed, train_problems, prompts, teacher, kept)
+    trained_students, base_seconds = students(args, seed, train_problems, prompts, teacher, kept, cap)
     for name, (m, secs) in trained_students.items():
         results[name], records = evaluate(m, test, return_records=True)
         print(f"  {name:<12} accuracy {results[name]['accuracy']:.3f} in {secs:.0f}s")
