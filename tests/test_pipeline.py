@@ -46,6 +46,21 @@ def test_the_completion_cap_is_the_longest_worked_trace_plus_slack():
     assert pipeline.completion_cap(PipelineConfig(max_new_tokens=30)) == 30
 
 
+def test_rejection_sampling_keeps_one_copy_of_each_text_and_stops_at_the_cap(tmp_path, monkeypatch):
+    asked = {}
+
+    def fake_rejection_sample(policy, problems, k, **kwargs):
+        asked.update(k=k, n=len(problems), **kwargs)
+        return [("<bos>1+1=", "<answer>2</answer><eos>")], {"samples": k * len(problems), "kept": 1}
+
+    monkeypatch.setattr(pipeline, "rejection_sample", fake_rejection_sample)
+    cfg = PipelineConfig(sample_prompts=10)
+    kept, stats = pipeline.stage_samples(pipeline.Run(tmp_path, cfg, "cpu", resume=False, log=lambda *a: None), None)
+    assert asked["k"] == 4 and asked["n"] == 10  # the default k: the RL model's pass@4 reaches the hard sums
+    assert asked["dedupe"] is True and asked["max_new_tokens"] == pipeline.completion_cap(cfg) == 49
+    assert kept == [("<bos>1+1=", "<answer>2</answer><eos>")] and stats["kept"] == 1
+
+
 def test_the_logit_kd_student_is_opt_in():
     assert PipelineConfig().logit_kd is False
     assert "models.student_logit_kd.accuracy" not in pipeline.headline({"logit_kd": False})
