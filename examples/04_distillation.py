@@ -84,8 +84,15 @@ from toyds.runs import add_common_args, add_problem_args, at_least, number, setu
 from toyds.seeds import Claim, run_seeds
 from toyds.train import TrainConfig, train_supervised
 
-STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd")
-HEADLINE = ["teacher.accuracy", *(f"students.{s}.accuracy" for s in STUDENTS), "best_student_over_teacher",
+STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd")  # scratch only with --scratch
+
+
+def student_names(args) -> tuple[str, ...]:
+    return STUDENTS if args.scratch else STUDENTS[1:]
+
+
+def headline(args) -> list[str]:
+    return ["teacher.accuracy", *(f"students.{s}.accuracy" for s in student_names(args)), "best_student_over_teacher",
             "sequence_kd_minus_rl", "data_efficiency.hard", "data_efficiency.soft"]
 CLAIMS = [
     Claim("the best student reaches >= 0.9 of its teacher's accuracy", "best_student_over_teacher", ">=", 0.9),
@@ -115,10 +122,10 @@ def get_teacher(args, seed):
     return teacher
 
 
-def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, float]:
+def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, GPT, float]:
     """2. four students of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
-    scratch starts from random weights. Returns {name: (model, seconds)} and the base's seconds;
+    scratch starts from random weights. Returns {name: (model, seconds)}, the base and its seconds;
     cap is the rl student's completion cap (evaluate.completion_cap)."""
 
     def new():
@@ -153,21 +160,25 @@ def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tu
 
     out = {}
     for name, fit in zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd)):
+        if name not in student_names(args):
+            continue
         m = new() if name == "scratch" else from_base()
         t0 = time.perf_counter()
         fit(m)
         # seconds: this student's own training; the shared base's is counted once, in "base_seconds"
         out[name] = (m, time.perf_counter() - t0)
-    return out, base_seconds
+    return out, base, base_seconds
 
 
-def data_efficiency(args, seed, teacher, kept, n_train) -> dict:
-    """4. the same few teacher completions: hard targets (the text) vs soft targets (its distributions)."""
+def data_efficiency(args, seed, teacher, base, kept, n_train) -> dict:
+    """4. the same few teacher completions: hard targets (the text) vs soft targets (its distributions),
+    each student starting from the student base, as the others do."""
     few = kept[: max(1, round(args.fraction * n_train))]
     scores = {}
     for name in ("hard", "soft"):
         torch.manual_seed(seed)
         m = GPT(make_config(args.student_preset)).to(args.device)
+        m.load_state_dict(base.state_dict())
         cfg = budget(args, seed, args.efficiency_steps)
         if name == "hard":
             train_supervised(m, few, cfg, desc="hard targets")
@@ -200,7 +211,7 @@ def run(args, seed: int) -> dict:
         raise RuntimeError(f"seed {seed}: the teacher produced no correct, well-formed completion to distil; train it longer")
 
     # 2-3. the students, and their table
-    trained_students, base_seconds = students(args, seed, train_problems, prompts, teacher, kept, cap)
+    trained_students, base, base_seconds = students(args, seed, train_problems, prompts, teacher, kept, cap)
     for name, (m, secs) in trained_students.items():
         results[name], records = evaluate(m, test, return_records=True)
         print(f"  {name:<12} accuracy {results[name]['accuracy']:.3f} in {secs:.0f}s")
@@ -208,7 +219,7 @@ def run(args, seed: int) -> dict:
             print(f"      {r['problem'].prompt()}{r['completion']}")
     print(f"\nseed {seed}: held-out accuracy (greedy) by number of digits:")
     print(format_table(results, levels))
-    acc = {n: results[n]["accuracy"] for n in STUDENTS}
+    acc = {n: results[n]["accuracy"] for n in student_names(args)}
     best = max(acc, key=acc.get)
     ratio = acc[best] / max(results["teacher"]["accuracy"], 1e-9)
     student_params = trained_students[best][0].params_active()
@@ -216,7 +227,7 @@ def run(args, seed: int) -> dict:
           f"of its active parameters; sequence_kd - rl = {acc['sequence_kd'] - acc['rl']:+.3f}")
 
     # 4. data efficiency
-    eff_models, n_few = data_efficiency(args, seed, teacher, kept, len(train_problems))
+    eff_models, n_few = data_efficiency(args, seed, teacher, base, kept, len(train_problems))
     eff = {n: evaluate(m, test)["accuracy"] for n, m in eff_models.items()}
     print(f"data efficiency ({n_few} teacher completions): hard targets {eff['hard']:.3f} vs soft targets "
           f"(tau={args.efficiency_temperature:g}) {eff['soft']:.3f}")
@@ -247,10 +258,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--teacher", default=None, help="load this teacher checkpoint instead of training one")
     ap.add_argument("--teacher-preset", default="small", choices=sorted(PRESETS), help="teacher size preset")
-    ap.add_argument("--teacher-steps", type=at_least(1), default=600, help="teacher fine-tuning steps on worked traces")
+    ap.add_argument("--teacher-steps", type=at_least(1), default=500, help="teacher fine-tuning steps on worked traces")
     ap.add_argument("--teacher-lr", type=number(0, 1, low_open=True), default=3e-3, help="teacher peak learning rate")
     ap.add_argument("--student-preset", default="tiny", choices=sorted(PRESETS), help="student size preset")
-    ap.add_argument("--base-steps", type=at_least(1), default=600,
+    ap.add_argument("--base-steps", type=at_least(1), default=1000,
                     help="pretraining steps of the student base that rl, sequence_kd and logit_kd start from")
     ap.add_argument("--steps", type=at_least(1), default=600, help="optimiser steps of every student after the base")
     ap.add_argument("--rl-steps", type=at_least(1), default=60, help="GRPO steps of the rl student, after pretraining")
@@ -265,7 +276,11 @@ def main(argv=None):
                     help="peak learning rate of every student (tiny models like it high)")
     ap.add_argument("--fraction", type=number(0, 1, low_open=True), default=0.05,
                     help="data-efficiency run: this share of the 20,000 training problems")
-    ap.add_argument("--efficiency-steps", type=at_least(1), default=300, help="steps of each data-efficiency student")
+    ap.add_argument("--efficiency-steps", type=at_least(1), default=150,
+                    help="steps of each data-efficiency student (from the student base)")
+    ap.add_argument("--scratch", action=argparse.BooleanOptionalAction, default=False,
+                    help="also train the scratch student: SFT on direct answers from random weights (chapter 0's "
+                         "lesson again; off by default for the time budget)")
     ap.add_argument("--efficiency-temperature", type=number(0, low_open=True), default=1.0,
                     help="tau of the soft-target student")
     ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
@@ -293,7 +308,7 @@ def main(argv=None):
             args.teacher = str(save_checkpoint(path, teacher, meta={"stage": "teacher", "seed": args.seeds[0]}))
             print(f"teacher: {teacher.params_active():,} active parameters, {args.teacher_steps} steps in "
                   f"{args.teacher_seconds:.0f}s, saved to {args.teacher}")
-        metrics = run_seeds(run, args, HEADLINE, CLAIMS)
+        metrics = run_seeds(run, args, headline(args), CLAIMS)
     d = metrics["summary"]
     hard, soft = d["data_efficiency.hard"], d["data_efficiency.soft"]
     overlap = abs(hard["mean"] - soft["mean"]) <= hard["std"] + soft["std"]

@@ -171,13 +171,22 @@ def test_04_distillation(tmp_path):
     assert {"accuracy", "params_active"} <= set(m["teacher"])
     # one teacher, trained once before the seeds, taught both seeds' students
     assert m["seeds"][0]["teacher"] == m["seeds"][1]["teacher"] and m["teacher"]["seconds"] > 0
-    assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"}
+    assert set(m["students"]) == {"rl", "sequence_kd", "logit_kd"}  # scratch is opt-in (--scratch)
+    assert not any("scratch" in path for path in m["summary"])
     for s in m["students"].values():
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
     assert set(m["data_efficiency"]) >= {"soft", "hard"}
     assert m["student_base"]["steps"] == 20 and m["student_base"]["seconds"] > 0  # rl and both KD students start here
     assert (tmp_path / "teacher.pt").is_file() and m["teacher"]["trained"]
     assert set(m["claims"]) == {c.name for c in load_script("examples/04_distillation.py").CLAIMS}
+    # --scratch adds the student trained on direct answers from random weights; --teacher skips the teacher
+    run_script("examples/04_distillation.py", ["--teacher", str(tmp_path / "teacher.pt"), "--scratch", "--base-steps", "20",
+                                               "--steps", "20", "--rl-steps", "2", "--prompts", "40", "--eval-per-digit", "8",
+                                               "--fraction", "0.5", "--digits", "1", "--efficiency-steps", "10", "--threads",
+                                               "1", "--out", str(tmp_path / "scratch")])
+    m = metrics(tmp_path / "scratch")
+    assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"} and not m["teacher"]["trained"]
+    assert "students.scratch.accuracy" in m["summary"]
 
 
 @pytest.mark.slow
