@@ -15,20 +15,18 @@ once per seed:
    samples, not the teacher: a teacher per seed put 3 seeds over the 8-minute
    budget, and at 400 steps one seed's teacher sat on the carry knife edge (3-digit
    accuracy 0.51, against 0.92 and 0.98), which every student of that seed
-   inherited. At 600 steps the one teacher reached 0.997 (128 s at 2 threads).
+   inherited. At 500 steps the one teacher reached 1.000 (~100 s at 2 threads).
 1. Rejection sampling: the teacher writes --k completions per training problem;
    the rule-based reward keeps the right, well-formed ones, one copy of each
    (toyds/rejection.py). One copy matters: a third of the problems are 1-digit
    sums, of which there are only 100, so without it a third of every batch
-   repeated them; with it the students see ~2,570 distinct texts, most of them
+   repeated them; with it the students see ~2,510 distinct texts, most of them
    2- and 3-digit (and their steps cost a third more: longer sequences).
-2. Four students (the `tiny` preset, 0.11M parameters: 1/8 of the teacher's
-   active parameters), the same number of optimiser steps each (--steps 600).
-   Three start from one *student base*, pretrained per seed on the mixed corpus
-   (--base-steps 600), as R1's distilled and RL'd models started from one base
+2. Three students (the `tiny` preset, 0.11M parameters: 1/8 of the teacher's
+   active parameters), the same number of optimiser steps each (--steps 600),
+   all starting from one *student base*, pretrained per seed on the mixed corpus
+   (--base-steps 1000), as R1's distilled and RL'd models started from one base
    (Qwen2.5-32B-Base in the paper's section 4.1):
-     scratch      SFT on ground-truth answers alone (`<answer>936</answer>`), from
-                  random weights
      rl           its own R1-Zero: GRPO (--rl-steps) from the student base
      sequence_kd  SFT on the teacher's kept reasoning: only text crosses over
      logit_kd     white-box KD on the same texts: the teacher's next-token
@@ -37,24 +35,26 @@ once per seed:
                   (0.74 vs 0.99 for sequence_kd): a confident teacher's distributions
                   over a worked trace are nearly one-hot, so there is little "dark
                   knowledge" to soften, and softened targets blur the digits.
+   With --scratch, a fourth: SFT on ground-truth answers alone
+   (`<answer>936</answer>`) from random weights, chapter 0's lesson again
+   (0.48 / 0.14 / 0.09 on seeds 0 / 1 / 2); it is off by default for the time budget.
 3. A table of active parameters, held-out accuracy by digits and training seconds.
-4. Hinton's data-efficiency point: two students see only 5% of the training
-   problems (the teacher's completions for them), one learns the hard targets (the
-   text), the other the teacher's soft targets (its next-token distributions).
+4. Hinton's data-efficiency point: two students, from the student base, see only
+   5% of the training problems (the teacher's completions for them), one learns the
+   hard targets (the text), the other the teacher's soft targets (its next-token
+   distributions).
 
 Claims, per seed: the best student reaches >= 0.9 of its teacher's accuracy with
 <= 1/4 of its active parameters, and sequence KD beats the student's own R1-Zero
 by >= 0.2. Soft vs hard targets is reported as mean +- std, with no claim either
 way.
 
-What the runs showed (3 seeds, 2 cores; the README has the tables): sequence KD
-beat the student's own R1-Zero by 0.60, 0.87 and 0.57 (held on 3 of 3); the best
-student reached 0.81, 1.00 and 0.99 of its teacher (held on 2 of 3), in 517 s, over
-the 8-minute budget (teacher 128 s). The miss is the carry knife edge of
-examples/00: seed 0's students got only 0.61 of the 3-digit sums. More steps moved
-the miss rather than removing it: at 1,000 student steps (3,000 prompts) seed 1
-missed instead (0.80; 2 of 3) in 570 s, at 800 steps seed 1 too (0.83; 2 of 3).
-Without the one-copy rule, 600 steps held it on no seed (0.63, 0.79, 0.75).
+Why a 1,000-step student base (3 seeds each; README chapter 4 has the figures):
+with 600 base steps, seed 0's students sat on examples/00's carry knife edge (best
+student 0.81 of the teacher: 2 of 3 seeds), and a lower student lr, more prompts,
+more 3-digit prompts and 800-1,000 student steps each still missed a seed; a 1,000-
+step base held the claim with 600 student steps (not with 400 or 300). The teacher
+at 500 steps and the opt-in scratch student pay for it.
 With --out DIR: DIR/metrics.json with
 "teacher" ({"accuracy", "params_active"}), "students" ({"scratch"|"rl"|
 "sequence_kd"|"logit_kd": {"accuracy", "params_active", "seconds", ...}}),
