@@ -64,6 +64,7 @@ from toyds.model import GPT, PRESETS, make_config
 from toyds.rewards import accuracy_reward_batch, format_reward_batch
 from toyds.runs import add_common_args, at_least, number, setup, write_metrics
 from toyds.seeds import Claim, run_seeds
+from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
@@ -96,6 +97,16 @@ def nan_for_none(x):
     if isinstance(x, dict):
         return {k: nan_for_none(v) for k, v in x.items()}
     return math.nan if x is None else x
+
+
+def length_cost(cost: float):
+    """A price on thinking: -cost per completion token, so a check must earn its tokens (off by default)."""
+    tok = Tokenizer()
+
+    def length_cost(completions, **kwargs) -> list[float]:
+        return [-cost * len(tok.encode(c)) for c in completions]
+
+    return length_cost
 
 
 def grpo_config(args, seed: int, steps: int) -> GRPOConfig:
@@ -146,8 +157,11 @@ def run_countdown(args, seed: int) -> dict:
     policy = copy.deepcopy(model)
     rl = cd.sample_problems(args.rl_problems, split="rl", seed=seed)
     t1 = time.perf_counter()
-    history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps), reward_fns=COUNTDOWN_REWARDS,
-                         reward_weights=COUNTDOWN_WEIGHTS, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown")
+    fns, weights = COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS
+    if args.length_cost:
+        fns, weights = [*fns, length_cost(args.length_cost)], [*weights, 1.0]
+    history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps), reward_fns=fns,
+                         reward_weights=weights, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown")
     t_rl = time.perf_counter() - t1
 
     # 4. after
@@ -160,7 +174,7 @@ def run_countdown(args, seed: int) -> dict:
     return {
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
         "history": [{k: r.get(k) for k in HISTORY_KEYS} for r in history],
-        "completions": rows, "params": model.params_total(),
+        "completions": rows, "params": model.params_total(), "length_cost": args.length_cost,
         "seconds": {"pretrain": t_pre, "rl": t_rl, "countdown": time.perf_counter() - t0},
     }
 
@@ -298,6 +312,8 @@ def main(argv=None):
     ap.add_argument("--beta", type=number(0), default=0.02, help="KL weight to the base model")
     ap.add_argument("--loss-type", default="grpo", choices=("grpo", "bnpo", "dapo", "dr_grpo"),
                     help="token aggregation of the GRPO loss (dr_grpo: Dr. GRPO's constant denominator)")
+    ap.add_argument("--length-cost", type=number(0, 1), default=0.0,
+                    help="Countdown RL: subtract this per completion token from the reward (0 = R1-Zero's rewards only)")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=170,
                     help="longest completion (a longer search is cut, reward 0)")
     ap.add_argument("--rl-problems", type=at_least(1), default=2000, help="RL prompts drawn (from the 'rl' split)")

@@ -292,3 +292,10 @@ def test_07_aha_quick(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 12 and {"prompt", "numbers", "target", "before", "after", "seed"} <= set(rows[0])
     assert "completions" not in m and all("completions" not in s for s in m["seeds"])
+
+
+def test_07_length_cost_prices_each_completion_token():
+    length_cost = load_script("examples/07_aha.py").length_cost
+    # "<think>8-3=5</think>" is 7 tokens: <think> 8 - 3 = 5 </think>; the empty completion costs nothing
+    assert length_cost(0.01)(completions=["<think>8-3=5</think>", ""]) == [pytest.approx(-0.07), 0.0]
+    assert length_cost(0.0)(completions=["<think>8-3=5</think>"]) == [0.0]
