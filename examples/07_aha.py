@@ -34,6 +34,11 @@ of completions. Addition contrast: sampled check rate 0.171 -> 0.004, accuracy
 0.958 -> 0.983. With --seeds 3 (1,330 s): six claims held on 3 of 3 seeds, the
 gain >= 0.2 on 2 of 3 (0.217, 0.158, 0.217: seed 1's base already guessed 0.80).
 The search is kept on every problem, easy ones included (no length cost).
+With --length-cost 0.005 (the reward loses 0.005 per completion token) RL dropped
+the search on every seed instead (greedy verify rate 0.05 / 0.00 / 0.01, accuracy
+flat or down), and at 0.002 too (0.06 / 0.00 / 0.06): all or nothing per task, not
+per problem (README chapter 7).
+--loss-type dr_grpo changed neither length nor accuracy beyond seed noise.
 
 Time: 818 s for one seed at one thread (pretraining 277 s, RL 369 s, contrast
 157 s), well over the issue's 6 minutes. The earlier scratch-harness runs (git show
