@@ -122,26 +122,25 @@ def get_teacher(args, seed):
     return teacher
 
 
+def new_student(args, seed, base: GPT | None = None) -> GPT:
+    """A student of --student-preset: the seed's initial weights, or a copy of the student base's."""
+    torch.manual_seed(seed)
+    m = GPT(make_config(args.student_preset)).to(args.device)
+    if base is not None:
+        m.load_state_dict(base.state_dict())
+    return m
+
+
 def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, GPT, float]:
-    """2. four students of one size. rl, sequence_kd and logit_kd start from the same pretrained
+    """2. the students, all of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
-    scratch starts from random weights. Returns {name: (model, seconds)}, the base and its seconds;
-    cap is the rl student's completion cap (evaluate.completion_cap)."""
-
-    def new():
-        torch.manual_seed(seed)
-        return GPT(make_config(args.student_preset)).to(args.device)
-
+    scratch (only with --scratch) starts from random weights. Returns {name: (model, seconds)}, the
+    base and its seconds; cap is the rl student's completion cap (evaluate.completion_cap)."""
     t0 = time.perf_counter()
-    base = new()
+    base = new_student(args, seed)
     train_supervised(base, build_corpus(train_problems, "base", seed=seed), budget(args, seed, args.base_steps),
                      desc="student base")
     base_seconds = time.perf_counter() - t0
-
-    def from_base():
-        m = new()
-        m.load_state_dict(base.state_dict())
-        return m
 
     def scratch(m):
         train_supervised(m, build_corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
@@ -158,13 +157,12 @@ def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tu
                        train=budget(args, seed))
         train_logit_kd(m, teacher, kept, cfg, desc="logit kd")
 
+    fits = dict(zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd)))
     out = {}
-    for name, fit in zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd)):
-        if name not in student_names(args):
-            continue
-        m = new() if name == "scratch" else from_base()
+    for name in student_names(args):
+        m = new_student(args, seed, None if name == "scratch" else base)
         t0 = time.perf_counter()
-        fit(m)
+        fits[name](m)
         # seconds: this student's own training; the shared base's is counted once, in "base_seconds"
         out[name] = (m, time.perf_counter() - t0)
     return out, base, base_seconds
@@ -176,9 +174,7 @@ def data_efficiency(args, seed, teacher, base, kept, n_train) -> dict:
     few = kept[: max(1, round(args.fraction * n_train))]
     scores = {}
     for name in ("hard", "soft"):
-        torch.manual_seed(seed)
-        m = GPT(make_config(args.student_preset)).to(args.device)
-        m.load_state_dict(base.state_dict())
+        m = new_student(args, seed, base)
         cfg = budget(args, seed, args.efficiency_steps)
         if name == "hard":
             train_supervised(m, few, cfg, desc="hard targets")

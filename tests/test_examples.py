@@ -217,6 +217,7 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/03_r1_zero.py", ["--eval-per-digit", "0"], "argument --eval-per-digit: must be an integer >= 1"),
     ("examples/04_distillation.py", ["--alpha", "2"], "argument --alpha: must be a finite number in [0, 1], got '2'"),
     ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
+    ("examples/07_aha.py", ["--length-cost", "-0.1"], "argument --length-cost: must be a finite number in [0, 1], got '-0.1'"),
     ("examples/05_pipeline.py", ["--kd-alpha", "2"], "argument --kd-alpha: must be a finite number in [0, 1]"),
     ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
     ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
