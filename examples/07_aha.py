@@ -54,10 +54,13 @@ after RL, per seed) and DIR/aha_curves.png when matplotlib is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -68,7 +71,7 @@ from toyds.grpo import GRPOConfig, train_grpo
 from toyds.model import GPT, PRESETS, make_config
 from toyds.rewards import accuracy_reward_batch, format_reward_batch
 from toyds.runs import add_common_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds
+from toyds.seeds import Claim, run_seeds, submit_by_file
 from toyds.tokenizer import Tokenizer
 from toyds.train import TrainConfig, train_supervised
 
@@ -116,7 +119,7 @@ def length_cost(cost: float):
 
 def grpo_config(args, seed: int, steps: int) -> GRPOConfig:
     return GRPOConfig(steps=steps, prompts_per_step=args.prompts, group_size=args.group, lr=args.lr, beta=args.beta,
-                      max_new_tokens=args.max_new_tokens, loss_type=args.loss_type, seed=seed)
+                      max_new_tokens=args.rl_max_new_tokens, loss_type=args.loss_type, seed=seed)
 
 
 def new_model(args, seed: int) -> GPT:
@@ -134,7 +137,7 @@ def pretrain_countdown(args, seed: int) -> GPT:
     problems = cd.sample_problems(args.pretrain_problems, seed=seed)  # the 'pretrain' split only
     for phase, (steps, share) in enumerate([(args.search_steps, args.search_phase_share),
                                             (args.mix_steps, args.search_share)], start=1):
-        corpus = cd.build_corpus(problems, share, args.drill_share, seed=seed + phase)
+        corpus = cd.build_corpus(problems, share, args.drill_share, seed=seed + phase, fixed_heads=args.fixed_heads)
         train_supervised(model, corpus, TrainConfig.recipe(steps, args.pretrain_lr, args.batch, seed + phase),
                          desc=f"seed {seed}: pretrain countdown, phase {phase} ({share:.0%} search)")
     return model
@@ -187,7 +190,7 @@ def run_countdown(args, seed: int) -> dict:
 # ------------------------------------------------------------- the contrast
 
 
-def run_contrast(args, seed: int) -> dict:
+def run_contrast(args, seed: int, progress: bool | None = None) -> dict:
     """5. the same protocol on addition with optional checks (toyds/addcheck.py)."""
     t0 = time.perf_counter()
     digits = (1, 2, 3)
@@ -195,7 +198,7 @@ def run_contrast(args, seed: int) -> dict:
     pre = addition_problems(args.pretrain_problems, digits=digits, seed=seed)
     train_supervised(model, addcheck.build_corpus(pre, addcheck.CheckMix(), seed=seed),
                      TrainConfig.recipe(args.contrast_pretrain_steps, args.pretrain_lr, args.batch, seed),
-                     desc=f"seed {seed}: pretrain addition")
+                     desc=f"seed {seed}: pretrain addition", progress=progress)
     test = addition_problems(args.eval_problems, digits=digits, split="test", unique=True, allow_fewer=True)
     rl = addition_problems(5000, digits=digits, seed=seed + 1000)
 
@@ -209,7 +212,8 @@ def run_contrast(args, seed: int) -> dict:
     g0, s0 = snap(model)
     policy = copy.deepcopy(model)
     history = train_grpo(policy, rl, grpo_config(args, seed, args.contrast_grpo_steps), reward_fns=ADDITION_REWARDS,
-                         reward_weights=ADDITION_WEIGHTS, measure_fn=addcheck.measure, desc=f"seed {seed}: grpo addition")
+                         reward_weights=ADDITION_WEIGHTS, measure_fn=addcheck.measure, desc=f"seed {seed}: grpo addition",
+                         progress=progress)
     g1, s1 = snap(policy)
     return {
         # the check rate sampled at temperature 1 (the greedy base may never check); accuracy greedy
@@ -220,6 +224,12 @@ def run_contrast(args, seed: int) -> dict:
         "history": [{k: r.get(k) for k in ("step", "reward", "accuracy", "check_rate", "mean_length")} for r in history],
         "seconds": time.perf_counter() - t0,
     }
+
+
+def contrast_alongside(args, seed: int) -> dict:
+    """run_contrast in a process of its own (spawned by `run`): the two runs share nothing but the seed."""
+    torch.set_num_threads(args.threads)
+    return run_contrast(args, seed, progress=False)
 
 
 # ------------------------------------------------------------------ printing
@@ -264,32 +274,49 @@ def print_completions(rows: list[dict], show: int) -> None:
 
 
 def run(args, seed: int) -> dict:
-    """One seed: Countdown-lite, then (unless --no-contrast) the addition contrast."""
+    """One seed: Countdown-lite and (unless --no-contrast) the addition contrast, side by side in two
+    processes (--alongside, the default) or one after the other; the figures are the same either way."""
     t0 = time.perf_counter()
-    r = run_countdown(args, seed)
+    with contextlib.ExitStack() as stack:
+        contrast = None
+        if not args.no_contrast and args.alongside:
+            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+            contrast = submit_by_file(pool, contrast_alongside, args, seed)
+        r = run_countdown(args, seed)
+        if not args.no_contrast:
+            r["contrast"] = contrast.result() if contrast else run_contrast(args, seed)
+    r.update(derived(r))
+    report(args, seed, r)
+    r["seconds"]["total"] = time.perf_counter() - t0
+    r["seconds_total"] = r["seconds"]["total"]
+    return r
+
+
+def derived(r: dict) -> dict:
+    """The figures the claims read, from the measures after RL."""
+    a, b = r["after"], r["before"]
+    levels = a["by_difficulty"]
+    return {"gain": a["accuracy"] - b["accuracy"],
+            "final_minus_first_try": a["accuracy"] - a["first_try_accuracy"],
+            "backtrack_wrong_minus_right": a["backtrack_if_first_wrong"] - a["backtrack_if_first_right"],
+            "tries_scarce_minus_plenty": levels["1"]["mean_tries"] - levels["3+"]["mean_tries"]
+            if "1" in levels and "3+" in levels else math.nan}
+
+
+def report(args, seed: int, r: dict) -> None:
+    """Print one seed's figures: the table, completions, the curves as text, the contrast."""
     print(f"\n=== seed {seed}: Countdown-lite ({r['params']:,} parameters; pretrain {r['seconds']['pretrain']:.0f}s, "
           f"RL {r['seconds']['rl']:.0f}s) ===")
     print_table(r)
     print_completions(r["completions"], args.show)
-    a, b = r["after"], r["before"]
-    r["gain"] = a["accuracy"] - b["accuracy"]
-    r["final_minus_first_try"] = a["accuracy"] - a["first_try_accuracy"]
-    r["backtrack_wrong_minus_right"] = a["backtrack_if_first_wrong"] - a["backtrack_if_first_right"]
-    levels = a["by_difficulty"]
-    r["tries_scarce_minus_plenty"] = levels["1"]["mean_tries"] - levels["3+"]["mean_tries"] \
-        if "1" in levels and "3+" in levels else math.nan
     print("\n  over RL steps (sampled training batches):")
     for key in ("reward", "accuracy", "verify_rate", "mean_tries", "mean_length"):
         print("  " + plots.text_series({"countdown": r["history"]}, key))
-    if not args.no_contrast:
-        c = run_contrast(args, seed)
-        r["contrast"] = c
+    if "contrast" in r:
+        c = r["contrast"]
         print(f"\n  contrast, addition with optional checks: sampled check rate {c['check_rate']['before']:.3f} -> "
               f"{c['check_rate']['after']:.3f}; greedy accuracy {c['accuracy']['before']:.3f} -> "
               f"{c['accuracy']['after']:.3f}  ({c['seconds']:.0f}s)")
-    r["seconds"]["total"] = time.perf_counter() - t0
-    r["seconds_total"] = r["seconds"]["total"]
-    return r
 
 
 QUICK = dict(search_steps=60, mix_steps=30, contrast_pretrain_steps=40, grpo_steps=3, contrast_grpo_steps=3,
@@ -302,15 +329,17 @@ def main(argv=None):
     ap.add_argument("--layers", type=at_least(1), default=4,
                     help="transformer blocks (overrides the preset's: the checks needed depth, notes E22)")
     ap.add_argument("--block", type=at_least(64), default=320, help="block size: the longest corpus sequence must fit")
-    ap.add_argument("--search-steps", type=at_least(1), default=1500, help="pretraining phase 1 steps (mostly search)")
+    ap.add_argument("--search-steps", type=at_least(1), default=800, help="pretraining phase 1 steps (mostly search)")
     ap.add_argument("--search-phase-share", type=number(0, 1), default=0.9, help="share of search traces in phase 1")
-    ap.add_argument("--mix-steps", type=at_least(1), default=600, help="pretraining phase 2 steps (mostly guesses)")
+    ap.add_argument("--mix-steps", type=at_least(1), default=300, help="pretraining phase 2 steps (mostly guesses)")
     ap.add_argument("--search-share", type=number(0, 1), default=0.35, help="share of search traces in phase 2")
+    ap.add_argument("--fixed-heads", action=argparse.BooleanOptionalAction, default=True,
+                    help="search traces open the heads in a fixed order (only the tries are shuffled)")
     ap.add_argument("--drill-share", type=number(0, 1), default=0.0, help="share of the corpus that is check drills")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=1e-2, help="pretraining peak lr")
     ap.add_argument("--batch", type=at_least(1), default=32, help="pretraining sequences per step")
     ap.add_argument("--pretrain-problems", type=at_least(1), default=20000, help="problems drawn for each base corpus")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=100, help="GRPO steps (Countdown)")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=30, help="GRPO steps (Countdown)")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=5e-4, help="GRPO learning rate")
@@ -320,13 +349,18 @@ def main(argv=None):
     ap.add_argument("--length-cost", type=number(0, 1), default=0.0,
                     help="Countdown RL: subtract this per completion token from the reward (0 = R1-Zero's rewards only)")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=170,
-                    help="longest completion (a longer search is cut, reward 0)")
+                    help="longest completion when measuring (before and after RL)")
+    ap.add_argument("--rl-max-new-tokens", type=at_least(1), default=128,
+                    help="longest completion sampled in RL (a longer search is cut, reward 0)")
     ap.add_argument("--rl-problems", type=at_least(1), default=2000, help="RL prompts drawn (from the 'rl' split)")
     ap.add_argument("--eval-problems", type=at_least(3), default=120, help="held-out problems, balanced by difficulty")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for the sampled rates")
     ap.add_argument("--no-contrast", action="store_true", help="skip the addition contrast run")
+    ap.add_argument("--alongside", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the contrast in a second process beside Countdown-lite (one more core's worth of work)")
     ap.add_argument("--contrast-pretrain-steps", type=at_least(1), default=600, help="addition base pretraining steps")
-    ap.add_argument("--contrast-grpo-steps", type=at_least(1), default=100, help="GRPO steps (addition)")
+    ap.add_argument("--contrast-grpo-steps", type=at_least(1), default=100,
+                    help="GRPO steps (addition: at 30 its greedy accuracy was mid-dip; it runs alongside, so costs no time)")
     ap.add_argument("--show", type=at_least(0), default=4, help="completions to print before and after")
     ap.add_argument("--quick", action="store_true", help="tiny settings that only check the script runs (~1 minute)")
     add_common_args(ap, threads=1)

@@ -77,6 +77,10 @@ def test_search_trace_worked_by_hand():
     assert cd.search_trace(P, random.Random(0), shuffle=False)[0] == (
         "6-3=3 8+1=9-3=6 no,8-1=7-3=4 no,8x1=8-3=5 no;6:3=2 8+1=9-2=7 no,8-1=7-2=5 no,8x1=8-2=6 no;"
         "6-1=5 8+3=11 no,8-3=5-5=0 ok")
+    # fixed heads: the canonical heads on every seed, the tries inside each head still shuffled
+    fixed = {cd.search_trace(P, random.Random(seed), fixed_heads=True)[0] for seed in range(30)}
+    assert {tuple(g.split(" ")[0] for g in t.split(";")) for t in fixed} == {("6-3=3", "6:3=2", "6-1=5")}
+    assert len({t.split(";")[0] for t in fixed}) > 1 and all(t.endswith("8-3=5-5=0 ok") for t in fixed)
 
 
 def test_every_sampled_problem_has_a_solution_and_the_splits_are_clean():

@@ -293,6 +293,11 @@ def test_07_aha_quick(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 12 and {"prompt", "numbers", "target", "before", "after", "seed"} <= set(rows[0])
     assert "completions" not in m and all("completions" not in s for s in m["seeds"])
+    # the contrast ran in a process of its own (the default): run in this one, seed 0's figures are the same
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--no-alongside", "--out", str(tmp_path / "inline")])
+    inline, alongside = metrics(tmp_path / "inline")["contrast"], m["seeds"][0]["contrast"]
+    for key in ("check_rate", "accuracy", "greedy", "sampled", "history"):
+        assert inline[key] == alongside[key], key
 
 
 def test_07_length_cost_prices_each_completion_token():

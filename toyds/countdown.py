@@ -205,7 +205,8 @@ def sample_problems(n: int, split: str = "pretrain", seed: int = 0, levels=LEVEL
 # ------------------------------------------------------------- completions
 
 
-def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple[str, Candidate]:
+def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True,
+                 fixed_heads: bool = False) -> tuple[str, Candidate]:
     """Work back from the target, try the inner operations, stop at the first "ok".
 
     Groups in random order, one per last number z (and outer op): the head says what
@@ -214,7 +215,9 @@ def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tupl
         6-1=5 8+3=11 no,8x3=24 no,8-3=5-5=0 ok
 
     A head that cannot work is skipped: + z with z above the target (it can only
-    overshoot), x z with z not dividing the target.
+    overshoot), x z with z not dividing the target. With fixed_heads the heads come in
+    the canonical order (z as the prompt gives them, + before x) and only the tries are
+    shuffled: a search that cannot repeat a head or skip one.
     Returns the trace and the candidate that hit.
     """
     groups: dict[tuple[str, int], list[Candidate]] = {}
@@ -222,7 +225,7 @@ def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tupl
         if c.need(p.target) is not None:
             groups.setdefault((c.op2, c.z), []).append(c)
     order = sorted(groups, key=lambda k: (p.numbers.index(k[1]), OPS2.index(k[0])))
-    if shuffle:
+    if shuffle and not fixed_heads:
         rng.shuffle(order)
     parts = []
     for key in order:
@@ -239,8 +242,8 @@ def search_trace(p: Countdown, rng: random.Random, shuffle: bool = True) -> tupl
     raise ValueError(f"{p.text} has no solution in the family")  # sample_problems never makes one
 
 
-def search_completion(p: Countdown, rng: random.Random, shuffle: bool = True) -> str:
-    trace, hit = search_trace(p, rng, shuffle)
+def search_completion(p: Countdown, rng: random.Random, shuffle: bool = True, fixed_heads: bool = False) -> str:
+    trace, hit = search_trace(p, rng, shuffle, fixed_heads)
     return f"<think>{trace}</think><answer>{hit.expression()}</answer><eos>"
 
 
@@ -250,7 +253,7 @@ def direct_completion(p: Countdown, rng: random.Random) -> str:
     return f"<think>{e}</think><answer>{e}</answer><eos>"
 
 
-def check_drill(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple[str, str]:
+def check_drill(p: Countdown, rng: random.Random, shuffle: bool = True, fixed_heads: bool = False) -> tuple[str, str]:
     """A search trace cut just before one verdict: (prompt up to '8-3=5', completion ' ok').
 
     Half the drills stop at the hit ("ok"), half at a miss ("no"), so the verdict
@@ -258,7 +261,7 @@ def check_drill(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple
     try with the need gets it right. The loss falls on the verdict alone (the
     prompt is masked): a curriculum for the check, in the same text as the traces.
     """
-    trace, _ = search_trace(p, rng, shuffle)
+    trace, _ = search_trace(p, rng, shuffle, fixed_heads)
     cuts = [i for i in range(len(trace)) if trace.startswith((" ok", " no"), i)]
     misses = [i for i in cuts if trace.startswith(" no", i)]
     i = cuts[-1] if not misses or rng.random() < 0.5 else rng.choice(misses)
@@ -266,7 +269,7 @@ def check_drill(p: Countdown, rng: random.Random, shuffle: bool = True) -> tuple
 
 
 def build_corpus(problems: list[Countdown], search_share: float = 0.4, drill_share: float = 0.0,
-                 seed: int = 0, shuffle: bool = True) -> list[tuple[str, str]]:
+                 seed: int = 0, shuffle: bool = True, fixed_heads: bool = False) -> list[tuple[str, str]]:
     """(prompt, completion) pairs, one per problem: a check drill with probability
     drill_share, else a search trace with probability search_share, else a direct answer."""
     for name, v in (("search_share", search_share), ("drill_share", drill_share)):
@@ -276,9 +279,9 @@ def build_corpus(problems: list[Countdown], search_share: float = 0.4, drill_sha
     out = []
     for p in problems:
         if rng.random() < drill_share:
-            out.append(check_drill(p, rng, shuffle))
+            out.append(check_drill(p, rng, shuffle, fixed_heads))
         elif rng.random() < search_share:
-            out.append((p.prompt(), search_completion(p, rng, shuffle)))
+            out.append((p.prompt(), search_completion(p, rng, shuffle, fixed_heads)))
         else:
             out.append((p.prompt(), direct_completion(p, rng)))
     return out

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.util
+import inspect
 import io
 import math
 import multiprocessing
@@ -132,6 +134,20 @@ def _one(fn, args, seed: int, threads: int, quiet: bool = False):
     with contextlib.redirect_stdout(io.StringIO()) as buf:
         metrics = fn(a, seed)
     return metrics, buf.getvalue() + f"(seed {seed}: {time.perf_counter() - t0:.0f}s)\n"
+
+
+def _call_from_file(path: str, name: str, *args):
+    spec = importlib.util.spec_from_file_location("_toyds_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)(*args)
+
+
+def submit_by_file(pool: ProcessPoolExecutor, fn, *args):
+    """pool.submit(fn, *args), with fn found again in the spawned process by its file and name, so a
+    function of an example script works however the script was loaded: run with python (module
+    __main__) or loaded by path (the tests). fn must be a module-level function."""
+    return pool.submit(_call_from_file, inspect.getfile(fn), fn.__name__, *args)
 
 
 def run_seeds(fn, args, headline: list[str], claims: list[Claim] = (), log=print) -> dict:
