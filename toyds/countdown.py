@@ -17,6 +17,9 @@ outer op ('6-1=5': with +1 last, x op1 y must make 5; '6:3=2' for x3 last), then
 tries inner operations against that need, each worked and checked by subtracting
 the need ('8-3=5-5=0 ok', '8+1=9-3=6 no'; a two-digit result is 'no' at once,
 '8x3=24 no'), in random order, going back to the next try on "no", until "ok".
+The heads come in random order too, or (fixed_heads, examples/07_aha.py's default)
+in a fixed one, z as the prompt gives them and + before x: a model that follows that
+order never repeats a head or skips one, as RL's policies did with a random order.
 Why this shape (the runs are in notes_aha.md, kept in git history only:
 `git show cc10490:notes_aha.md`): a plain comparison verdict ('5 vs 6 no') was learned far more slowly than arithmetic facts and ended
 up guessed from the position in the search; one-digit needs make every check a
