@@ -39,13 +39,14 @@ P(backtrack | first try wrong) 0.99 vs 0 when it was right, tries 4.80 / 2.95 /
 The search is kept on every problem, easy ones included (no length cost).
 
 Time: 250 s and 237 s for one seed on 2 cores in two runs (Countdown pretraining
-157 s and RL 80 s on one core, the contrast's 181 s on the other). Getting there (README chapter 7): a shorter
-base (800 + 300 steps, was 1,500 + 600), 30 GRPO steps (were 100) with rollouts
-cut at 128 tokens (--rl-max-new-tokens; measuring allows 170), and the head order
-fixed, which is what lifted the gain above 0.2 on seed 2: with heads in random
-order, accuracy where one candidate solves it stalled at ~0.6 on every seed, about
-the share of those problems whose solution has + outside (25 of 40; an earlier run
-saw RL's policy repeat heads it had tried and seldom open an 'x' head).
+157 s and RL 80 s on one core, the contrast's 181 s on the other). Getting there
+(README chapter 7): a shorter base (800 + 300 steps, was 1,500 + 600), 30 GRPO
+steps (were 100) with rollouts cut at 128 tokens (--rl-max-new-tokens; measuring
+allows 170), and the head order fixed, which is what lifted the gain above 0.2 on seed 2: with heads in random
+order, accuracy where one candidate solves it stalled at ~0.6 after RL (seed 2 in
+every variant tried, every seed with this base), about the share of those problems
+whose solution has + outside (25 of 40; an earlier run saw RL's policy repeat heads
+it had tried and seldom open an 'x' head).
 Measured on the earlier defaults (random heads, 1,500 + 600 steps, 100 GRPO
 steps; README chapter 7): --length-cost 0.005 and 0.002 made RL drop the search
 on every seed (all or nothing per task, not per problem), and --loss-type dr_grpo
