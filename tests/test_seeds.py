@@ -1,11 +1,14 @@
 """toyds/seeds.py: seeds parsed, summaries against hand-worked figures, claims counted per seed."""
 
 import argparse
+import importlib.util
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from toyds.seeds import Claim, add_seed_args, figure, judge, parse_seeds, run_seeds, summarise
+from toyds.seeds import Claim, add_seed_args, figure, judge, parse_seeds, run_seeds, submit_by_file, summarise
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("1", [0]), ("0,4,7", [0, 4, 7]), (" 5 , 2 ", [5, 2])])
@@ -81,3 +84,18 @@ def test_a_nan_figure_gives_nan_statistics_not_a_crash():
     runs = [{"p": 0.9}, {"p": 0.8}, {"p": float("nan")}]
     s = summarise(runs, ["p"])["p"]
     assert all(math.isnan(s[k]) for k in ("mean", "std", "min", "max")) and s["values"][:2] == [0.9, 0.8]
+
+
+def test_submit_by_file_runs_a_function_of_a_script_loaded_by_path(tmp_path):
+    # a script loaded by path (as the tests load the examples) has no importable module name,
+    # so plain pool.submit could not find its function in a spawned process
+    script = tmp_path / "07_script.py"
+    script.write_text("import os\n\ndef where(x):\n    return os.getpid(), 2 * x\n")
+    spec = importlib.util.spec_from_file_location("07_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pid, doubled = submit_by_file(pool, module.where, 21).result()
+        with pytest.raises(Exception):  # the known-bad case: plain submit cannot find the function
+            pool.submit(module.where, 21).result()
+    assert doubled == 42 and pid != __import__("os").getpid()
