@@ -47,10 +47,11 @@ order, accuracy where one candidate solves it stalled at ~0.6 after RL (seed 2 i
 every variant tried, every seed with this base), about the share of those problems
 whose solution has + outside (25 of 40; an earlier run saw RL's policy repeat heads
 it had tried and seldom open an 'x' head).
-Measured on the earlier defaults (random heads, 1,500 + 600 steps, 100 GRPO
-steps; README chapter 7): --length-cost 0.005 and 0.002 made RL drop the search
-on every seed (all or nothing per task, not per problem), and --loss-type dr_grpo
-changed neither length nor accuracy beyond seed noise.
+A price on tokens did not split the search by problem: --length-cost 0.001 left
+it on every problem (seed 0) or on a third to a half of them, scarce or not
+(seeds 1, 2); at the earlier defaults (random heads, 1,500 + 600 steps, 100 GRPO
+steps) 0.005 and 0.002 made RL drop it on every seed. --loss-type dr_grpo moved
+length and accuracy no further than the seeds differ (README chapter 7).
 `--quick` shrinks every stage to check that the script runs (under a minute); its
 figures mean nothing.
 Writes DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
