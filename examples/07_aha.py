@@ -38,8 +38,9 @@ P(backtrack | first try wrong) 0.99 vs 0 when it was right, tries 4.80 / 2.95 /
 0.217, 0.275).
 The search is kept on every problem, easy ones included (no length cost).
 
-Time: 250 s and 237 s for one seed on 2 cores in two runs (Countdown pretraining
-157 s and RL 80 s on one core, the contrast's 181 s on the other). Getting there
+Time: 250, 237 and 203 s for one seed on 2 cores in three runs (the first:
+Countdown pretraining 157 s and RL 80 s on one core, the contrast's 181 s on the
+other). Getting there
 (README chapter 7): a shorter base (800 + 300 steps, was 1,500 + 600), 30 GRPO
 steps (were 100) with rollouts cut at 128 tokens (--rl-max-new-tokens; measuring
 allows 170), and the head order fixed, which is what lifted the gain above 0.2 on seed 2: with heads in random
