@@ -127,9 +127,9 @@ def length_cost(cost: float):
     return length_cost
 
 
-def grpo_config(args, seed: int, steps: int) -> GRPOConfig:
+def grpo_config(args, seed: int, steps: int, eval_every: int = 0) -> GRPOConfig:
     return GRPOConfig(steps=steps, prompts_per_step=args.prompts, group_size=args.group, lr=args.lr, beta=args.beta,
-                      max_new_tokens=args.rl_max_new_tokens, loss_type=args.loss_type, seed=seed)
+                      max_new_tokens=args.rl_max_new_tokens, loss_type=args.loss_type, seed=seed, eval_every=eval_every)
 
 
 def new_model(args, seed: int) -> GPT:
@@ -161,6 +161,18 @@ def countdown_snapshot(model, test, args, seed) -> tuple[dict, dict, list[str]]:
     return nan_for_none(cb.measure(test, greedy)), nan_for_none(measured), greedy
 
 
+def held_out_greedy(test, args):
+    """--eval-every: greedy on the held-out problems during RL (fit logs it as eval_*). Greedy decoding
+    draws no random numbers, so watching changes nothing in the run it watches (tests/test_examples.py)."""
+
+    def eval_fn(model) -> dict:
+        m = cb.measure(test, complete(model, test, 0.0, max_new_tokens=args.max_new_tokens))
+        scarce = m["by_difficulty"].get("1", {}).get("accuracy")
+        return {"accuracy": m["accuracy"], "verify_rate": m["verify_rate"], "scarce_accuracy": scarce}
+
+    return eval_fn
+
+
 def run_countdown(args, seed: int) -> dict:
     t0 = time.perf_counter()
     model = pretrain_countdown(args, seed)
@@ -178,8 +190,9 @@ def run_countdown(args, seed: int) -> dict:
     fns, weights = COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS
     if args.length_cost:
         fns, weights = [*fns, length_cost(args.length_cost)], [*weights, 1.0]
-    history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps), reward_fns=fns,
-                         reward_weights=weights, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown")
+    history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps, args.eval_every), reward_fns=fns,
+                         reward_weights=weights, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown",
+                         eval_fn=held_out_greedy(test, args) if args.eval_every else None)
     t_rl = time.perf_counter() - t1
 
     # 4. after
@@ -191,7 +204,8 @@ def run_countdown(args, seed: int) -> dict:
             for p, b, a in zip(test, greedy_before, greedy_after)]
     return {
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
-        "history": [{k: r.get(k) for k in HISTORY_KEYS} for r in history],
+        "history": [{k: r.get(k) for k in HISTORY_KEYS} | {k: v for k, v in r.items() if k.startswith("eval_")}
+                    for r in history],
         "completions": rows, "params": model.params_total(), "length_cost": args.length_cost,
         "seconds": {"pretrain": t_pre, "rl": t_rl, "countdown": time.perf_counter() - t0},
     }
@@ -322,6 +336,11 @@ def report(args, seed: int, r: dict) -> None:
     print("\n  over RL steps (sampled training batches):")
     for key in ("reward", "accuracy", "verify_rate", "mean_tries", "mean_length"):
         print("  " + plots.text_series({"countdown": r["history"]}, key))
+    evals = [h for h in r["history"] if "eval_accuracy" in h]
+    if evals:
+        print("  held-out, greedy, during RL: " + "   ".join(
+            f"step {h['step']}: accuracy {h['eval_accuracy']:.3f} (where one solves it {fmt(h['eval_scarce_accuracy'])}),"
+            f" verify {h['eval_verify_rate']:.2f}" for h in evals))
     if "contrast" in r:
         c = r["contrast"]
         print(f"\n  contrast, addition with optional checks: sampled check rate {c['check_rate']['before']:.3f} -> "
@@ -362,6 +381,8 @@ def main(argv=None):
                     help="longest completion when measuring (before and after RL)")
     ap.add_argument("--rl-max-new-tokens", type=at_least(1), default=128,
                     help="longest completion sampled in RL (a longer search is cut, reward 0)")
+    ap.add_argument("--eval-every", type=at_least(0), default=0,
+                    help="also measure greedy on the held-out problems every this many RL steps (0: only before and after)")
     ap.add_argument("--rl-problems", type=at_least(1), default=2000, help="RL prompts drawn (from the 'rl' split)")
     ap.add_argument("--eval-problems", type=at_least(3), default=120, help="held-out problems, balanced by difficulty")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for the sampled rates")

@@ -279,7 +279,8 @@ def test_08_mla(tmp_path):
 
 @pytest.mark.slow
 def test_07_aha_quick(tmp_path):
-    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--seeds", "2", "--jobs", "1", "--out", str(tmp_path)])
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--seeds", "2", "--jobs", "1", "--eval-every", "2",
+                                      "--out", str(tmp_path)])
     m = metrics(tmp_path)
     keys = {"accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
             "verify_recall", "first_try_accuracy", "by_difficulty"}
@@ -298,6 +299,12 @@ def test_07_aha_quick(tmp_path):
     inline, alongside = metrics(tmp_path / "inline")["contrast"], m["seeds"][0]["contrast"]
     for key in ("check_rate", "accuracy", "greedy", "sampled", "history"):
         assert inline[key] == alongside[key], key
+    # --eval-every 2 measured greedy at steps 2 and 3 (the last) and changed nothing in the run it watched
+    seed0, plain = m["seeds"][0], metrics(tmp_path / "inline")
+    assert [h["step"] for h in seed0["history"] if "eval_accuracy" in h] == [2, 3]
+    assert all("eval_accuracy" not in h for h in plain["history"])
+    assert [{k: v for k, v in h.items() if not k.startswith("eval_")} for h in seed0["history"]] == plain["history"]
+    assert seed0["after"] == plain["after"] and seed0["history"][-1]["eval_accuracy"] == plain["after"]["accuracy"]
 
 
 def test_07_length_cost_prices_each_completion_token():
