@@ -153,12 +153,18 @@ def pretrain_countdown(args, seed: int) -> GPT:
     return model
 
 
+def greedy_measures(model, test, args) -> tuple[dict, list[str]]:
+    """Greedy on the held-out problems: the measures (by difficulty too) and the completions."""
+    greedy = complete(model, test, 0.0, max_new_tokens=args.max_new_tokens)
+    return nan_for_none(cb.measure(test, greedy)), greedy
+
+
 def countdown_snapshot(model, test, args, seed) -> tuple[dict, dict, list[str]]:
     """Greedy measures (by difficulty too), sampled measures (--samples per problem), greedy completions."""
-    greedy = complete(model, test, 0.0, max_new_tokens=args.max_new_tokens)
+    greedy, completions = greedy_measures(model, test, args)
     sampled = complete(model, test, 1.0, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=seed)
     measured = cb.measure([p for p in test for _ in range(args.samples)], sampled)
-    return nan_for_none(cb.measure(test, greedy)), nan_for_none(measured), greedy
+    return greedy, nan_for_none(measured), completions
 
 
 def held_out_greedy(test, args):
@@ -166,8 +172,8 @@ def held_out_greedy(test, args):
     draws no random numbers, so watching changes nothing in the run it watches (tests/test_examples.py)."""
 
     def eval_fn(model) -> dict:
-        m = cb.measure(test, complete(model, test, 0.0, max_new_tokens=args.max_new_tokens))
-        scarce = m["by_difficulty"].get("1", {}).get("accuracy")
+        m, _ = greedy_measures(model, test, args)
+        scarce = m["by_difficulty"].get("1", {}).get("accuracy", math.nan)
         return {"accuracy": m["accuracy"], "verify_rate": m["verify_rate"], "scarce_accuracy": scarce}
 
     return eval_fn
