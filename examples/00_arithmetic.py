@@ -1,35 +1,25 @@
-"""Chain of thought helps: the same tiny GPT, trained on answers vs worked traces.
+"""Chapter 0, chain of thought helps: the same tiny GPT, trained on answers vs worked traces.
 
     python examples/00_arithmetic.py --out runs/00              # 1 seed
     python examples/00_arithmetic.py --out runs/00 --seeds 3    # the README's table
 
 Trains one tiny model (0.11M parameters) twice on addition of 1-4 digit numbers:
-once on direct answers (`<answer>936</answer>`) and once on worked column-by-column traces (`<think>7+9=16;4+8+1=13;...</think><answer>936
-</answer>`), then prints greedy held-out accuracy by number of digits for both,
-a few completions of each so you can watch them work, and their mistakes the way
-a person reads them (`model says 47+38=75, truth 85`).
+once on direct answers (`<answer>936</answer>`, --direct-steps) and once on worked
+column-by-column traces (`<think>7+9=16;4+8+1=13;...</think><answer>936</answer>`,
+--steps), from the same initial weights. The direct model must carry every digit
+"in its head"; the traced model writes its carries down (Lee et al. 2023 saw the
+same with scratchpads).
 
-The direct model must carry every digit "in its head" within one forward pass
-per output digit; the traced model writes its carries down. Lee et al. (2023,
-"Teaching arithmetic to small transformers") saw the same with scratchpads.
-A learning rate of 1e-2 matters at this size: at 3e-3 the traced model reached
-only 0.23 on 3-digit sums in 700 steps (2e-2 is worse still: 0.04-0.22 in 700
-steps, 3 seeds; 5e-3: 0.29, 0.68, 0.98). So do the steps: at 700 the traced model
-sat on a knife edge (3-digit accuracy 0.94, 0.55 and 0.74 on seeds 0, 1 and 2); at
-1000 it cleared 0.9 on each of them (0.96, 0.99, 1.00). Halving the batch to 32
-sequences did not buy steps: 0.48, 0.14, 0.71 at 1000 steps (3-digit sums).
-The direct model gets 500 steps (--direct-steps), where it has stopped improving:
-1-digit sums 0.86-0.90 and 3-digit 0.01-0.02 at 500, against 0.90-0.95 and
-0.00-0.02 at 1000 (3 seeds each); at 300 it had not yet learned 1-digit sums
-(0.19-0.67). Its steps are the cheap ones (short sequences, packed), and with 1000
-of them three seeds took 191 s, over this example's 2.5-minute budget.
+Prints greedy held-out accuracy by number of digits for both, a few completions,
+and mistakes the way a person reads them (`model says 47+38=75, truth 85`).
+Claims, on every seed: worked traces reach >= 0.9 on 3-digit sums, and beat direct
+answers there by >= 0.5. Time on 2 cores: README chapter 0 (about 2.5 minutes for
+three seeds); what was tried to get here is docs/lab/00_chain_of_thought.md.
 
-Claims, checked on every seed: worked traces reach >= 0.9 on 3-digit sums, and
-beat direct answers there by >= 0.5. About 2.5 minutes for three seeds on 2 laptop
-CPU cores (the README has the measured runs). With --out DIR it
-writes DIR/metrics.json: {"accuracy": {"direct": {"1": a, ...}, "think": {...}},
-"accuracy_overall", "seconds", "seeds", "summary", "claims"} and the first seed's
-checkpoints DIR/direct.pt and DIR/think.pt (for `toyds solve`).
+With --out DIR: DIR/metrics.json with "accuracy" ({"direct"|"think": {"1": a, ...}}),
+"accuracy_overall", "think_minus_direct_3", "seconds", "seeds", "summary", "claims",
+and the first seed's DIR/direct.pt and DIR/think.pt (`toyds solve "347+589" --model
+DIR/think.pt` shows a chain of thought and the rewards it earns).
 """
 
 from __future__ import annotations
@@ -39,13 +29,15 @@ import time
 
 import torch
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import save_checkpoint
-from toyds.evaluate import evaluate, format_table, print_mistakes
-from toyds.model import GPT, PRESETS, make_config
-from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds
-from toyds.train import TrainConfig, train_supervised
+from toyds.core.model import GPT, PRESETS, make_config
+from toyds.evaluate.accuracy import evaluate, format_table, print_mistakes
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds
+from toyds.tasks.arithmetic import Arithmetic
+from toyds.tasks.registry import add_arithmetic_args
+from toyds.train.checkpoint import save_checkpoint
+from toyds.train.supervised import TrainConfig, train_supervised
 
 HEADLINE = ["accuracy.think.3", "accuracy.direct.3", "accuracy_overall.think", "accuracy_overall.direct"]
 CLAIMS = [
@@ -57,10 +49,9 @@ CLAIMS = [
 def run(args, seed: int) -> dict:
     """Train the direct and the traced model for one seed; return its figures."""
     t_start = time.perf_counter()
-    digits = args.digits
-    train = sample_problems(args.train_problems, digits=digits, ops=args.ops, seed=seed)
-    test = sample_problems(args.eval_per_digit * len(digits), digits=digits, ops=args.ops, split="test", unique=True,
-                           allow_fewer=True)  # the 21 held-out 1-digit sums, if more are asked
+    task = Arithmetic(args.digits, args.ops)
+    train = task.sample(args.train_problems, "train", seed=seed)
+    test = task.sample(args.eval_per_digit * len(task.levels), "test", unique=True)  # all 21 held-out 1-digit sums
     results, models = {}, {}
     for style in ("direct", "think"):
         steps = args.direct_steps if style == "direct" else args.steps
@@ -68,18 +59,18 @@ def run(args, seed: int) -> dict:
         torch.manual_seed(seed)  # the same initial weights for both
         model = GPT(make_config(args.preset)).to(args.device)
         t0 = time.perf_counter()
-        train_supervised(model, build_corpus(train, style, seed=seed), cfg, desc=f"seed {seed}: {style}")
+        train_supervised(model, task.corpus(train, style, seed=seed), cfg, desc=f"seed {seed}: {style}")
         secs = time.perf_counter() - t0
-        res, records = evaluate(model, test, return_records=True)
+        res, records = evaluate(model, task, test, return_records=True)
         results[style], models[style] = res, model
         print(f"\nseed {seed}, {style}: trained {steps} steps in {secs:.0f}s "
               f"({model.params_total():,} parameters); held-out accuracy {res['accuracy']:.3f}")
         for r in records[-args.show:]:  # a few problems, of mixed difficulty
             print(f"  {r['problem'].prompt()}{r['completion']}")
         print(" mistakes:")
-        print_mistakes(records, args.show)
+        print_mistakes(task, records, args.show)
         res["train_seconds"] = secs
-    levels = [str(d) for d in digits]
+    levels = list(task.levels)
     print(f"\nseed {seed}: held-out accuracy (greedy) by number of digits:")
     print(format_table(results, levels))
     if args.out is not None:
@@ -100,7 +91,7 @@ def run(args, seed: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset")
     ap.add_argument("--steps", type=at_least(1), default=1000, help="optimiser steps of the traced model")
     ap.add_argument("--direct-steps", type=at_least(1), default=500,
@@ -111,7 +102,7 @@ def main(argv=None):
     ap.add_argument("--train-problems", type=at_least(1), default=20000, help="distinct training problems to draw from")
     ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=at_least(0), default=3, help="completions and mistakes to print per model")
-    add_problem_args(ap, digits="1,2,3,4")
+    add_arithmetic_args(ap, digits="1,2,3,4")
     add_common_args(ap)
     args = ap.parse_args(argv)
     setup(args, checkpoints=("direct.pt", "think.pt"))

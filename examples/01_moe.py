@@ -1,44 +1,29 @@
-"""Mixture of experts: more parameters at the same compute, balanced, and specialised.
+"""Chapter 1, mixture of experts: more parameters at the same compute, balanced, and specialised.
 
     python examples/01_moe.py --out runs/01                # 3 seeds: the README's table
 
 Trains tiny GPTs on the mixed arithmetic corpus (+, - and x, 1-4 digits, direct
-answers, worked traces and untagged traces: toyds/arithmetic.py), every model at
-the same number of *active* parameters per token and the same steps, once per seed:
+answers, worked and untagged traces), every model at the same *active* parameters
+per token and the same steps, once per seed:
 
-1. dense vs MoE. The dense model's feed-forward is one SwiGLU of width 96; the
-   MoE's is 8 routed experts of width 32, top-2, plus 1 shared expert of width 32,
-   so each token uses 3 x 32 = 96 hidden units either way. The MoE holds about
-   twice the parameters. Validation loss per seed, and mean +- std over seeds.
-2. Balancing: one MoE per rule in toyds/balance.py (none, the auxiliary loss, V3's
-   sequence-wise loss, V3's bias, and V3's recipe bias + sequence-wise loss),
-   trained for --balance-steps (300, under half the budget of part 1, which is what
-   keeps three seeds inside 5 minutes: at 400, three seeds took 322 s; in an
-   800-step run, layer 0's training load under the bias rule was within 1.14x of
-   even by step 200 on each seed): max
-   load / mean load, dead experts and load entropy on the validation set (worst
-   layer), and validation loss. A rule added to balance.py is a new row here.
-3. Specialisation: which experts take prompt digits, operators, tags, the digits
-   of the worked trace and the digits of the answer (a table, and a heat-map).
-
-Why this setting: the DeepSeekMoE claim is more parameters at the same compute,
-which pays off where a model is short of capacity. A 2-layer model of width 32 on
-three operations, four lengths and three completion styles is. At widths 48 and 64
-(400 steps) the dense model was as good or better in an earlier session's runs:
-each routed expert sees only a quarter of the tokens and learns more slowly per
-step, and a wider dense model is not yet short of capacity at this budget. The
-steps matter too: at 500 steps the bias-balanced MoE lost to dense on seed 0 (at
-learning rates 3e-3, 6e-3 and 1e-2 alike); at 800 it won on seeds 0, 1 and 2
-(by 0.004, 0.035 and 0.074 in the run with every rule trained for 800 steps).
+1. dense vs MoE: a dense SwiGLU of width 96, or 8 routed experts of width 32 (top-2)
+   plus 1 shared, so each token uses 96 hidden units either way; validation loss.
+2. balancing: one MoE per rule of toyds/moe/balance.py (none, aux_loss, seq_aux,
+   bias, and V3's bias+seq_aux), --balance-steps each: worst-layer max/mean load,
+   dead experts, load entropy and validation loss. A new rule is a new row, and each
+   of its fields a flag (--aux-loss-alpha, --seq-aux-alpha, --bias-gamma, ...).
+3. specialisation: which experts take prompt digits, operators, tags, trace digits
+   and answer digits (a table, and a heat-map).
 
 Claims, per seed: the MoE's validation loss is below the dense model's, and the
-bias-balanced MoE's (part 1's) worst-layer max/mean load is <= 1.3; across seeds: the MoE's mean loss
-is below the dense mean by more than the pooled std. About 5 minutes for 3 seeds
-on 2 laptop CPU cores (the README has the measured run). With --out DIR:
-DIR/metrics.json with "dense" and "moe" ({"val_loss", "params_total",
+bias rule's worst-layer max/mean load is <= 1.3; across seeds the MoE's mean loss is
+below dense by more than the pooled std. Time on 2 cores: README chapter 1 (about 4
+minutes); why this width and these steps: docs/lab/01_moe.md.
+
+With --out DIR: DIR/metrics.json with "dense" and "moe" ({"val_loss", "params_total",
 "params_active"}), "balancing" ({rule: {"max_load_ratio", "dead_experts",
-"load_entropy", "val_loss"}}), "specialisation", "across_seeds", "seeds",
-"summary", "claims", and the first seed's pictures when matplotlib is installed.
+"load_entropy", "val_loss"}}), "specialisation", "across_seeds", "seeds", "summary",
+"claims", and the first seed's pictures when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -49,16 +34,20 @@ import time
 
 import torch
 
-from toyds import balance, plots
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.model import GPT, make_config
-from toyds.routing import LoadCurve, specialisation, validation_load
-from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds
-from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
+from toyds.core.model import GPT, make_config
+from toyds.core.tokenizer import Tokenizer
+from toyds.experiment import plots
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds
+from toyds.moe import balance
+from toyds.moe.routing import LoadCurve, specialisation, validation_load
+from toyds.tasks.arithmetic import Arithmetic
+from toyds.tasks.registry import add_arithmetic_args
+from toyds.train.batches import encode_pairs
+from toyds.train.supervised import TrainConfig, eval_loss, train_supervised
 
-RULES = balance.recipes()  # every balancing rule in toyds/balance.py, and V3's combination
+RULES = balance.recipes()  # every balancing rule in toyds/moe/balance.py, and V3's combination
 HEADLINE = ["dense.val_loss", "moe.val_loss", "moe_minus_dense", "moe.max_load_ratio", *(f"balancing.{r}.max_load_ratio" for r in RULES)]
 CLAIMS = [
     Claim("the MoE's validation loss is below the dense model's", "moe_minus_dense", "<", 0.0),
@@ -72,18 +61,18 @@ def build(kind: str, args, seed: int):
     shape = dict(n_layer=args.layers, dim=args.dim, hidden_dim=3 * args.expert_dim, n_head=4)
     if kind == "dense":
         return GPT(make_config("tiny", **shape))
-    moe = dict(n_experts=args.experts, top_k=2, n_shared_experts=1, expert_dim=args.expert_dim,
-               balance=kind.split("-", 1)[1], bias_update_speed=args.bias_speed, aux_loss_alpha=args.aux_alpha,
-               seq_aux_alpha=args.seq_alpha)
+    rules = kind.split("-", 1)[1]  # each rule's settings come from its own flags (balance.add_rule_args)
+    moe = dict(n_experts=args.experts, top_k=2, n_shared_experts=1, expert_dim=args.expert_dim, balance=rules,
+               balance_params=balance.params_from_args(args, rules))
     return GPT(make_config("tiny", ffn="moe", moe=moe, **shape))
 
 
 def data(args):
     """The same corpus and validation set for every model and seed: only the initialisation and batches differ."""
-    train_pairs = build_corpus(sample_problems(20000, digits=args.digits, ops=args.ops, seed=0), "base", seed=0)
-    val = sample_problems(args.val_problems, digits=args.digits, ops=args.ops, split="test", unique=True,
-                          allow_fewer=True)  # small cells give what they hold
-    return train_pairs, build_corpus(val, "base", seed=1)
+    task = Arithmetic(args.digits, args.ops)
+    train_pairs = task.corpus(task.sample(20000, "train", seed=0), "base", seed=0)
+    val = task.sample(args.val_problems, "test", unique=True)  # small cells give what they hold
+    return train_pairs, task.corpus(val, "base", seed=1)
 
 
 def train_one(kind: str, seed: int, args, train_pairs, val_pairs, steps: int) -> tuple[dict, object, list]:
@@ -181,7 +170,7 @@ def report(m: dict, args) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--steps", type=at_least(1), default=800, help="training steps per model")
     ap.add_argument("--balance-steps", type=at_least(1), default=300,
                     help="training steps of each MoE in the balancing table (one per rule)")
@@ -191,11 +180,9 @@ def main(argv=None):
     ap.add_argument("--dim", type=at_least(8), default=32, help="model width D (a multiple of 8: 4 heads of even size)")
     ap.add_argument("--experts", type=at_least(2), default=8, help="routed experts E")
     ap.add_argument("--expert-dim", type=at_least(1), default=32, help="width of each expert; the dense FFN is 3x this")
-    ap.add_argument("--bias-speed", type=number(0), default=0.001, help="gamma of DeepSeek-V3's bias update")
-    ap.add_argument("--aux-alpha", type=number(0), default=0.01, help="alpha of the batch-wise auxiliary loss")
-    ap.add_argument("--seq-alpha", type=number(0), default=0.0001, help="alpha of V3's sequence-wise auxiliary loss")
+    balance.add_rule_args(ap, number(0))  # one flag per field of every rule: --bias-gamma, --aux-loss-alpha, ...
     ap.add_argument("--val-problems", type=at_least(1), default=500, help="held-out problems for the validation loss")
-    add_problem_args(ap, digits="1,2,3,4", ops="+,-,x")
+    add_arithmetic_args(ap, digits="1,2,3,4", ops="+,-,x")
     add_common_args(ap, seeds="3")
     args = ap.parse_args(argv)
     if args.dim % 8:

@@ -5,7 +5,7 @@
 No model, no training: takes under a second on a laptop CPU (plus importing torch).
 
 Prints, for three problems (347+589, 47+38, 347x8), hand-picked completions,
-honest and hacked, with what each reward in toyds/rewards.py gives them:
+honest and hacked, with what each reward in toyds/rl/rewards.py gives them:
 
     acc     accuracy_reward: 1 iff exactly one answer block holds exactly the truth
     fmt     format_reward: 1 iff <think>...</think><answer>...</answer>, nothing else
@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 
-from toyds.arithmetic import Problem, direct_completion, think_completion, trace, untagged_completion
-from toyds.rewards import accuracy_reward, combined_reward, format_reward
-from toyds.runs import add_common_args, at_least, setup, write_metrics
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least
+from toyds.experiment.output import setup, write_metrics
+from toyds.rl.rewards import accuracy_reward, combined_reward, format_reward
+from toyds.tasks.arithmetic import Problem
+from toyds.tasks.arithmetic_traces import direct_completion, think_completion, trace, untagged_completion
 
 ADD, SMALL, MUL = Problem(347, "+", 589, 3), Problem(47, "+", 38, 2), Problem(347, "x", 8, 3)
 
@@ -99,7 +101,7 @@ def shorten(text: str, width: int) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--width", type=at_least(30), default=90,
                     help="longest completion to print in full (longer ones are cut)")
     add_common_args(ap, threads=1)

@@ -1,46 +1,30 @@
-"""R1-Zero at toy scale: a base model learns to reason from rule-based rewards alone.
+"""Chapter 3, R1-Zero at toy scale: a base model learns to reason from rule-based rewards alone.
 
     python examples/03_r1_zero.py --out runs/03               # 1 seed
     python examples/03_r1_zero.py --out runs/03 --seeds 3     # the README's table
+    python examples/03_r1_zero.py --task countdown --reward accuracy:1,format:0.5,length:0.001
 
-1. Pretrain a base model on the mixed corpus (toyds/arithmetic.py): after
-   `347+589=` it sometimes answers directly, sometimes writes a worked trace in
-   <think> tags, sometimes writes the trace with no tags at all. It never reliably
-   uses the format, and on 3-digit sums it mostly answers directly, and wrongly.
-2. Run GRPO (toyds/grpo.py) on training-split problems with R1's rewards, passed
-   explicitly: accuracy (weight 1) + format (weight 0.5) (toyds/rewards.py). No
-   trace is shown during RL: the model is only told, per completion, how good it was.
-3. Print before and after on held-out problems, by number of digits: greedy
-   accuracy, sampled accuracy, format rate, think rate and completion length; a few
-   completions in full; pass@k; and the base model *forced* to open with <think>.
-   The honest lesson: RL mostly selects and sharpens a skill the base already has.
-4. The same RL run, driven by a learned reward model (toyds/reward_model.py)
-   trained on base-model samples labelled by the rules: its proxy reward beside
-   the true accuracy it buys. The toy of why R1 chose rules. What makes the hacking
-   show on every seed: the judge is narrow (one layer of width 32, trained briefly
-   on 1,200 base samples; it agrees with the rule on 88-91% of fresh base samples),
-   and the policy is pushed hard against it (--rm-lr 2e-4, four times the rules
-   run's learning rate, and no KL leash). A judge that cannot check the sum learns
-   what right answers usually look like (tags in a certain order); within 24 steps
-   the policy writes what the judge likes (tag salad on one seed, tidy traces with
-   wrong answers on another): proxy reward 0.70-0.88 while true accuracy falls to
-   0.00-0.18 (three seeds). A wider judge, more of its data, a KL leash or a smaller
-   learning rate slow this down; none of them closes the gap a rule never opens.
+1. Pretrain a base model on the task's mixed corpus: after `347+589=` it sometimes
+   answers directly, sometimes thinks in <think> tags, sometimes without tags.
+2. GRPO on training problems with the --reward rules (R1's: accuracy 1 + format 0.5).
+   No trace is shown during RL: each completion is only told how good it was.
+3. Before and after on held-out problems, by difficulty: greedy and sampled
+   accuracy, format rate, think rate, length; pass@k; and the base *forced* to open
+   with <think>. The honest lesson: RL mostly selects and sharpens what the base has.
+4. The same RL driven by a learned reward model (toyds/rl/reward_model.py), a narrow
+   judge trained on rule-labelled base samples and pushed hard (--rm-lr, no KL): its
+   proxy reward beside the true accuracy it buys. The toy of why R1 chose rules.
 
 Claims, per seed: after RL the format rate is >= 0.95, greedy accuracy rises by
->= 0.3, and completions are longer on the hardest level than the easiest; the
-learned reward's proxy exceeds its true accuracy by >= 0.15, and its true accuracy
-is below the rules run's by >= 0.2. About 3 minutes for one seed, 8 for three, on
-2 laptop CPU cores (the README has the measured runs). To fit that budget the
-completions stop at 48 tokens, pass@k takes k = 4, GRPO 76 steps, the learned-reward
-run 24 and the held-out set 80 problems per digit count: with a 64-token cap,
-pass@8, 80 and 30 steps and 100 problems, three seeds took 543 s on 2 cores (1,021
-CPU-seconds); with the cap and pass@4 alone, 507 s. Every claim held on 3 of 3
-seeds in both runs. With --out DIR:
-DIR/metrics.json with "before", "after", "by_difficulty", "history", "learned_rm",
-"base_forced_think", "pass_at_k" (greedy unless a key says otherwise), "seeds",
-"summary", "claims"; the first seed's DIR/base.pt and DIR/r1_zero.pt, and
-DIR/r1_zero_curves.png when matplotlib is installed. --base PATH reuses a saved base.
+>= 0.3, completions are longer on the hardest level than the easiest; the learned
+reward's proxy exceeds its true accuracy by >= 0.15, and its true accuracy is below
+the rules run's by >= 0.2. Time on 2 cores: README chapter 3; what was tried:
+docs/lab/03_r1_zero.md. --advantages FILE drives GRPO with a workshop participant's
+group_advantages.
+
+With --out DIR: DIR/metrics.json with "before", "after", "by_difficulty", "history",
+"learned_rm", "base_forced_think", "pass_at_k", "seeds", "summary", "claims"; the
+first seed's DIR/base.pt and DIR/r1_zero.pt, and DIR/r1_zero_curves.png.
 """
 
 from __future__ import annotations
@@ -52,18 +36,19 @@ import time
 
 import torch
 
-from toyds import plots
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.evaluate import complete, evaluate, format_table, pass_at_k, rollout_measures
-from toyds.grpo import GRPOConfig, train_grpo
-from toyds.model import GPT, PRESETS, make_config
-from toyds.reward_model import RewardModel, as_reward_fn, train_reward_model
-from toyds.rewards import accuracy_reward, accuracy_reward_batch, format_reward_batch
-from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds
-from toyds.train import TrainConfig, train_supervised
-from toyds.workshop import advantages_file, load_function
+from toyds.core.model import GPT, PRESETS, make_config
+from toyds.evaluate.accuracy import complete, evaluate, format_table, pass_at_k
+from toyds.experiment import plots
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds
+from toyds.rl.grpo import GRPOConfig, train_grpo
+from toyds.rl.reward_model import RewardModel, as_reward_fn, train_reward_model
+from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.tasks.registry import add_task_args, task_from_args
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
+from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.workshop.participant import advantages_file, load_function
 
 KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
 HEADLINE = ["before.accuracy", "after.accuracy", "gain", "after.format_rate", "length_hardest_minus_easiest",
@@ -82,20 +67,20 @@ RM_CLAIMS = [
 ]
 
 
-def pretrain_base(args, seed):
+def pretrain_base(task, args, seed):
     torch.manual_seed(seed)
-    model = GPT(make_config(args.preset)).to(args.device)
-    problems = sample_problems(args.pretrain_problems, digits=args.digits, ops=args.ops, seed=seed)
+    model = GPT(make_config(args.preset, block_size=args.block)).to(args.device)
+    problems = task.sample(args.pretrain_problems, "train", seed=seed)
     cfg = TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, seed=seed)
-    train_supervised(model, build_corpus(problems, "base", seed=seed), cfg, desc=f"seed {seed}: pretrain base")
+    train_supervised(model, task.corpus(problems, "base", seed=seed), cfg, desc=f"seed {seed}: pretrain base")
     return model
 
 
-def snapshot(model, test, args, seed) -> tuple[dict, list[dict]]:
+def snapshot(model, task, test, args, seed) -> tuple[dict, list[dict]]:
     """Greedy measures and records, plus sampled accuracy (mean over --samples at temperature 1)."""
     cap = args.max_new_tokens  # a rambling completion is cut where GRPO cuts it
-    greedy, records = evaluate(model, test, return_records=True, max_new_tokens=cap)
-    sampled = evaluate(model, test, temperature=1.0, samples=args.samples, seed=seed, max_new_tokens=cap)
+    greedy, records = evaluate(model, task, test, return_records=True, max_new_tokens=cap)
+    sampled = evaluate(model, task, test, temperature=1.0, samples=args.samples, seed=seed, max_new_tokens=cap)
     greedy["sampled_accuracy"] = sampled["accuracy"]
     for d, row in greedy["by_difficulty"].items():
         row["sampled_accuracy"] = sampled["by_difficulty"][d]["accuracy"]
@@ -107,12 +92,12 @@ def grpo_config(args, seed) -> GRPOConfig:
                       beta=args.beta, max_new_tokens=args.max_new_tokens, seed=seed)
 
 
-def learned_rm_run(base, rl_problems, test, args, seed):
+def learned_rm_run(base, task, rl_problems, test, args, seed):
     """4. Train r_phi on base samples labelled by the rule, then RL against r_phi."""
     t0 = time.perf_counter()
     probs = rl_problems[: args.rm_prompts]
     texts = complete(base, probs, temperature=1.0, samples=4, max_new_tokens=args.max_new_tokens, seed=seed + 1)
-    labels = [accuracy_reward(t, probs[i // 4].answer) for i, t in enumerate(texts)]
+    labels = [task.accuracy(t, probs[i // 4]) for i, t in enumerate(texts)]
     full = [probs[i // 4].prompt() + t for i, t in enumerate(texts)]
     torch.manual_seed(seed)
     rm = RewardModel(make_config("tiny", n_layer=args.rm_layers, dim=args.rm_dim, n_head=4,
@@ -120,7 +105,7 @@ def learned_rm_run(base, rl_problems, test, args, seed):
     train_reward_model(rm, full, labels, TrainConfig.recipe(args.rm_steps, 1e-3, seed=seed), desc=f"seed {seed}: RM")
     # how good a judge is it, on fresh base samples it was not trained on?
     fresh = complete(base, test, temperature=1.0, samples=2, max_new_tokens=args.max_new_tokens, seed=seed + 2)
-    truth = [accuracy_reward(t, test[i // 2].answer) for i, t in enumerate(fresh)]
+    truth = [task.accuracy(t, test[i // 2]) for i, t in enumerate(fresh)]
     judged = rm.score([test[i // 2].prompt() + t for i, t in enumerate(fresh)])
     agree = sum((j > 0.5) == (y > 0.5) for j, y in zip(judged, truth)) / len(truth)
     print(f"\nseed {seed}, learned reward model: {sum(labels):.0f}/{len(labels)} positive labels; "
@@ -129,9 +114,9 @@ def learned_rm_run(base, rl_problems, test, args, seed):
     policy = copy.deepcopy(base)
     cfg = dataclasses.replace(grpo_config(args, seed), steps=args.rm_grpo_steps, lr=args.rm_lr, beta=args.rm_beta)
     # the learned reward drives; the rules are measured beside it (measure_fn), never rewarded
-    hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], measure_fn=rollout_measures,
+    hist = train_grpo(policy, rl_problems, cfg, reward_fns=[as_reward_fn(rm)], measure_fn=task.measure,
                       desc=f"seed {seed}: grpo (learned reward)")
-    res, records = evaluate(policy, test, return_records=True, max_new_tokens=args.max_new_tokens)
+    res, records = evaluate(policy, task, test, return_records=True, max_new_tokens=args.max_new_tokens)
     proxy = sum(rm.score([r["problem"].prompt() + r["completion"] for r in records])) / len(records)
     return {"proxy_reward": proxy, "true_accuracy": res["accuracy"], "proxy_minus_true": proxy - res["accuracy"],
             "rm_agreement_on_base_samples": agree, "format_rate": res["format_rate"], "steps": len(hist),
@@ -140,33 +125,33 @@ def learned_rm_run(base, rl_problems, test, args, seed):
 
 def run(args, seed: int) -> dict:
     t_start = time.perf_counter()
-    levels = [str(d) for d in args.digits]
+    task = task_from_args(args)
+    levels = list(task.levels)
     # 1. the base model
     if args.base:
         base, _, _ = load_checkpoint(args.base, args.device)
         print(f"seed {seed}: loaded base model from {args.base}")
     else:
         t0 = time.perf_counter()
-        base = pretrain_base(args, seed)
+        base = pretrain_base(task, args, seed)
         print(f"seed {seed}: pretrained base model ({base.params_total():,} parameters) in "
               f"{time.perf_counter() - t0:.0f}s")
-    test = sample_problems(args.eval_per_digit * len(levels), digits=args.digits, ops=args.ops, split="test",
-                           unique=True, allow_fewer=True)  # small cells give what they hold
-    rl_problems = sample_problems(5000, digits=args.digits, ops=args.ops, seed=seed + 1000)
-    before, _ = snapshot(base, test, args, seed)
-    forced = evaluate(base, test, prefix="<think>", max_new_tokens=args.max_new_tokens)
-    pk_before = pass_at_k(base, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
+    test = task.sample(args.eval_per_level * len(levels), "test", unique=True)  # small levels give what they hold
+    rl_problems = task.sample(5000, "rl", seed=seed + 1000)
+    before, _ = snapshot(base, task, test, args, seed)
+    forced = evaluate(base, task, test, prefix="<think>", max_new_tokens=args.max_new_tokens)
+    pk_before = pass_at_k(base, task, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
 
-    # 2. R1-Zero: GRPO with R1's rule-based rewards, passed explicitly (add yours here, with a weight)
+    # 2. R1-Zero: GRPO with rule-based rewards only, named on the command line (--reward accuracy:1,format:0.5)
     policy = copy.deepcopy(base)
     t0 = time.perf_counter()
-    history = train_grpo(policy, rl_problems, grpo_config(args, seed), reward_fns=[accuracy_reward_batch,
-                         format_reward_batch], reward_weights=[1.0, 0.5], measure_fn=rollout_measures,
-                         desc=f"seed {seed}: grpo (rules)",
+    fns, weights = resolve(args.reward, task)
+    history = train_grpo(policy, rl_problems, grpo_config(args, seed), reward_fns=fns, reward_weights=weights,
+                         measure_fn=task.measure, desc=f"seed {seed}: grpo (rules)",
                          advantage_fn=load_function(args.advantages, "group_advantages") if args.advantages else None)
     rl_seconds = time.perf_counter() - t0
-    after, records = snapshot(policy, test, args, seed)
-    pk_after = pass_at_k(policy, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
+    after, records = snapshot(policy, task, test, args, seed)
+    pk_after = pass_at_k(policy, task, test, args.pass_k, seed=seed, max_new_tokens=args.max_new_tokens)
 
     # 3. before and after
     print(f"\nseed {seed}: GRPO {args.grpo_steps} steps x {args.prompts} prompts x {args.group} samples in "
@@ -174,7 +159,8 @@ def run(args, seed: int) -> dict:
     for key in (*KEYS, "sampled_accuracy"):
         print(f"\n{key.replace('_', ' ')} on held-out problems (greedy unless it says sampled):")
         rows = {"base": before, "after RL": after}
-        print(format_table({**rows, "base, forced <think>": forced} if key == "accuracy" else rows, levels, key))
+        print(format_table({**rows, "base, forced <think>": forced} if key == "accuracy" else rows, levels, key,
+                           task.level_unit))
     print("\nwhat the model writes after RL (hardest problems last):")
     for r in records[-args.show:] + records[:1]:
         print(f"  {r['problem'].prompt()}{r['completion']}")
@@ -192,7 +178,7 @@ def run(args, seed: int) -> dict:
     # 4. the same run with a learned reward model
     learned, histories = None, {"rules": history}
     if not args.no_learned_rm:
-        learned, rm_hist, rm_records = learned_rm_run(base, rl_problems, test, args, seed)
+        learned, rm_hist, rm_records = learned_rm_run(base, task, rl_problems, test, args, seed)
         histories["learned RM"] = rm_hist
         print(f"RL against the learned reward ({learned['steps']} steps): proxy reward {learned['proxy_reward']:.3f}, "
               f"held-out true accuracy {learned['true_accuracy']:.3f} (the rules run: {after['accuracy']:.3f})")
@@ -229,7 +215,7 @@ def run(args, seed: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset")
     ap.add_argument("--base", type=str, default=None, help="load this base checkpoint instead of pretraining one")
     ap.add_argument("--pretrain-steps", type=at_least(1), default=450, help="base model pretraining steps")
@@ -240,8 +226,10 @@ def main(argv=None):
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=5e-5, help="GRPO learning rate")
     ap.add_argument("--beta", type=number(0), default=0.02, help="KL weight to the reference (base) model")
-    ap.add_argument("--max-new-tokens", type=at_least(1), default=48, help="longest completion (a 3-digit trace with its tags is 38 tokens)")
-    ap.add_argument("--eval-per-digit", type=at_least(1), default=80, help="held-out problems per digit count")
+    ap.add_argument("--max-new-tokens", type=at_least(1), default=48,
+                    help="longest completion (a 3-digit sum's trace with its tags is 41 tokens; Countdown-lite needs 128)")
+    ap.add_argument("--block", type=at_least(16), default=128, help="the model's context (Countdown-lite needs 320)")
+    ap.add_argument("--eval-per-level", type=at_least(1), default=80, help="held-out problems per difficulty level")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for sampled accuracy")
     ap.add_argument("--pass-k", type=at_least(1), default=4, help="k for pass@k")
     ap.add_argument("--rm-prompts", type=at_least(1), default=300,
@@ -258,16 +246,20 @@ def main(argv=None):
     ap.add_argument("--advantages", type=advantages_file, default=None, metavar="FILE",
                     help="a Python file defining group_advantages (the workshop exercise) to use instead of toyds's; "
                          "tried on an example when read")
-    add_problem_args(ap)
+    add_task_args(ap)
+    add_reward_arg(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
+    task = task_from_args(args, ap)  # a bad --task, --digits, --ops or --reward is named now, before any work
+    try:
+        resolve(args.reward, task)
+    except ValueError as e:
+        ap.error(str(e))
     if args.rm_dim % 8:
         ap.error(f"argument --rm-dim: must be a multiple of 8 (4 heads of even size), got {args.rm_dim}")
     if args.base:
-        from toyds.checkpoint import load_checkpoint as check  # a bad --base is named now, not after minutes
-
-        try:
-            check(args.base, "cpu")
+        try:  # a bad --base is named now, not after minutes
+            load_checkpoint(args.base, "cpu")
         except (ValueError, FileNotFoundError) as e:
             ap.error(f"argument --base: {e}")
     setup(args, checkpoints=("base.pt", "r1_zero.pt"))

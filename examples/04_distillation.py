@@ -1,65 +1,31 @@
-"""Distillation: a small student learns to reason from a larger teacher.
+"""Chapter 4, distillation: a small student learns to reason from a larger teacher.
 
     python examples/04_distillation.py --out runs/04               # 1 seed
     python examples/04_distillation.py --out runs/04 --seeds 3     # the README's table
 
-DeepSeek distilled R1 into small dense models by fine-tuning them on 800k of its
-sampled, filtered reasoning traces, and found that this beats running the same RL
-on the small model (R1 paper, section 4.1). This example does it at toy scale,
-once per seed:
+DeepSeek distilled R1 into small dense models by fine-tuning them on its sampled,
+filtered reasoning, and found that this beats running the same RL on the small
+model (R1 paper, section 4.1). Here, once per seed:
 
-0. A teacher (the `small` preset, 0.86M parameters) is fine-tuned on worked traces
-   once per run, with every thread, before the seeds start, and every seed's
-   students learn from it; or it is loaded: --teacher PATH (any toyds checkpoint,
-   e.g. runs/03/r1_zero.pt). Seeds vary the students, their data and the teacher's
-   samples, not the teacher: a teacher per seed put 3 seeds over the 8-minute
-   budget, and at 400 steps one seed's teacher sat on the carry knife edge (3-digit
-   accuracy 0.51, against 0.92 and 0.98), which every student of that seed
-   inherited. At 500 steps the one teacher reached 1.000 (~100 s at 2 threads).
-1. Rejection sampling: the teacher writes --k completions per training problem;
-   the rule-based reward keeps the right, well-formed ones, one copy of each
-   (toyds/rejection.py). One copy matters: a third of the problems are 1-digit
-   sums, of which there are only 100, so without it a third of every batch
-   repeated them; with it the students see ~2,510 distinct texts, most of them
-   2- and 3-digit (and their steps cost a third more: longer sequences).
-2. Three students (the `tiny` preset, 0.11M parameters: 1/8 of the teacher's
-   active parameters), the same number of optimiser steps each (--steps 600),
-   all starting from one *student base*, pretrained per seed on the mixed corpus
-   (--base-steps 1000), as R1's distilled and RL'd models started from one base
-   (Qwen2.5-32B-Base in the paper's section 4.1):
-     rl           its own R1-Zero: GRPO (--rl-steps) from the student base
-     sequence_kd  SFT on the teacher's kept reasoning: only text crosses over
-     logit_kd     white-box KD on the same texts: the teacher's next-token
-                  distributions (tau = 1) mixed half and half with the next-token
-                  loss. Softened at tau = 2 it scored lower in an earlier session
-                  (0.74 vs 0.99 for sequence_kd): a confident teacher's distributions
-                  over a worked trace are nearly one-hot, so there is little "dark
-                  knowledge" to soften, and softened targets blur the digits.
-   With --scratch, a fourth: SFT on ground-truth answers alone
-   (`<answer>936</answer>`) from random weights, chapter 0's lesson again
-   (0.48 / 0.14 / 0.09 on seeds 0 / 1 / 2); it is off by default for the time budget.
+0. A teacher (the `small` preset, 0.86M parameters), fine-tuned on worked traces once
+   per run before the seeds start (or --teacher PATH, any toyds checkpoint).
+1. Rejection sampling: the teacher writes --k completions per training problem; the
+   rules keep the right, well-formed ones, one copy of each (toyds/distill/rejection.py).
+2. Students of the `tiny` preset (1/8 of the teacher's active parameters), all from
+   one *student base* pretrained on the mixed corpus, the same steps each:
+   rl (its own R1-Zero, --reward), sequence_kd (SFT on the kept text), logit_kd (the
+   teacher's distributions too), and with --scratch SFT on answers from random weights.
 3. A table of active parameters, held-out accuracy by digits and training seconds.
-4. Hinton's data-efficiency point: two students, from the student base, see only
-   5% of the training problems (the teacher's completions for them), one learns the
-   hard targets (the text), the other the teacher's soft targets (its next-token
-   distributions).
+4. Hinton's data-efficiency point: the same few texts as hard targets vs soft targets.
 
 Claims, per seed: the best student reaches >= 0.9 of its teacher's accuracy with
-<= 1/4 of its active parameters, and sequence KD beats the student's own R1-Zero
-by >= 0.2. Soft vs hard targets is reported as mean +- std, with no claim either
-way.
+<= 1/4 of its active parameters, and sequence KD beats the student's own R1-Zero by
+>= 0.2; soft vs hard targets is reported with no claim. Time on 2 cores: README
+chapter 4; what was tried: docs/lab/04_distillation.md.
 
-Why a 1,000-step student base (3 seeds each; README chapter 4 has the figures):
-with 600 base steps, seed 0's students sat on examples/00's carry knife edge (best
-student 0.81 of the teacher: 2 of 3 seeds), and a lower student lr, more prompts,
-more 3-digit prompts and 800-1,000 student steps each still missed a seed; a 1,000-
-step base held the claim with 600 student steps (not with 400 or 300). The teacher
-at 500 steps and the opt-in scratch student pay for it.
-With --out DIR: DIR/metrics.json with
-"teacher" ({"accuracy", "params_active"}), "students" ({"scratch"|"rl"|
-"sequence_kd"|"logit_kd": {"accuracy", "params_active", "seconds", ...}}),
-"data_efficiency" ({"soft", "hard"}), "seeds", "summary", "claims", the first
-seed's DIR/teacher.pt, and DIR/distillation.png with matplotlib.
+With --out DIR: DIR/metrics.json with "teacher", "students" ({name: {"accuracy",
+"params_active", "seconds", "by_difficulty", ...}}), "data_efficiency", "seeds",
+"summary", "claims"; DIR/teacher.pt and DIR/distillation.png with matplotlib.
 """
 
 from __future__ import annotations
@@ -71,18 +37,20 @@ from pathlib import Path
 
 import torch
 
-from toyds import plots
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.distill import KDConfig, train_logit_kd
-from toyds.evaluate import completion_cap, evaluate, format_table
-from toyds.grpo import GRPOConfig, train_grpo
-from toyds.model import GPT, PRESETS, make_config
-from toyds.rejection import rejection_sample
-from toyds.rewards import R1_REWARDS, R1_WEIGHTS
-from toyds.runs import add_common_args, add_problem_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds
-from toyds.train import TrainConfig, train_supervised
+from toyds.core.model import GPT, PRESETS, make_config
+from toyds.distill.kd import KDConfig, train_logit_kd
+from toyds.distill.rejection import rejection_sample
+from toyds.evaluate.accuracy import evaluate, format_table
+from toyds.experiment import plots
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds
+from toyds.rl.grpo import GRPOConfig, train_grpo
+from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.tasks.arithmetic import Arithmetic
+from toyds.tasks.registry import add_arithmetic_args
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
+from toyds.train.supervised import TrainConfig, train_supervised
 
 STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd")  # scratch only with --scratch
 
@@ -110,8 +78,8 @@ def train_teacher(args):
     seed = args.seeds[0]
     torch.manual_seed(seed)
     teacher = GPT(make_config(args.teacher_preset)).to(args.device)
-    problems = sample_problems(20000, digits=args.digits, ops=args.ops, seed=seed)
-    train_supervised(teacher, build_corpus(problems, "think", seed=seed),
+    task = Arithmetic(args.digits, args.ops)
+    train_supervised(teacher, task.corpus(task.sample(20000, "train", seed=seed), "think", seed=seed),
                      budget(args, seed, args.teacher_steps, args.teacher_lr), desc="teacher")
     return teacher
 
@@ -131,23 +99,24 @@ def new_student(args, seed, base: GPT | None = None) -> GPT:
     return m
 
 
-def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, GPT, float]:
+def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, GPT, float]:
     """2. the students, all of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
     scratch (only with --scratch) starts from random weights. Returns {name: (model, seconds)}, the
-    base and its seconds; cap is the rl student's completion cap (evaluate.completion_cap)."""
+    base and its seconds; cap is the rl student's completion cap (Task.completion_cap)."""
     t0 = time.perf_counter()
     base = new_student(args, seed)
-    train_supervised(base, build_corpus(train_problems, "base", seed=seed), budget(args, seed, args.base_steps),
+    train_supervised(base, task.corpus(train_problems, "base", seed=seed), budget(args, seed, args.base_steps),
                      desc="student base")
     base_seconds = time.perf_counter() - t0
 
     def scratch(m):
-        train_supervised(m, build_corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
+        train_supervised(m, task.corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
 
     def rl(m):
-        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, max_new_tokens=cap, seed=seed), reward_fns=R1_REWARDS,
-                   reward_weights=R1_WEIGHTS, desc="rl: grpo")
+        fns, weights = resolve(args.reward, task)
+        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, max_new_tokens=cap, seed=seed), reward_fns=fns,
+                   reward_weights=weights, desc="rl: grpo")
 
     def sequence_kd(m):
         train_supervised(m, kept, budget(args, seed), desc="sequence kd")
@@ -168,7 +137,7 @@ def students(args, seed, train_problems, prompts, teacher, kept, cap: int) -> tu
     return out, base, base_seconds
 
 
-def data_efficiency(args, seed, teacher, base, kept, n_train) -> dict:
+def data_efficiency(args, seed, teacher, base, kept, n_train) -> tuple[dict, int]:
     """4. the same few teacher completions: hard targets (the text) vs soft targets (its distributions),
     each student starting from the student base, as the others do."""
     few = kept[: max(1, round(args.fraction * n_train))]
@@ -187,19 +156,19 @@ def data_efficiency(args, seed, teacher, base, kept, n_train) -> dict:
 
 def run(args, seed: int) -> dict:
     t_start = time.perf_counter()
-    levels = [str(d) for d in args.digits]
-    train_problems = sample_problems(20000, digits=args.digits, ops=args.ops, seed=seed)
-    prompts = sample_problems(args.prompts, digits=args.digits, ops=args.ops, seed=seed + 1)
-    test = sample_problems(args.eval_per_digit * len(levels), digits=args.digits, ops=args.ops, split="test",
-                           unique=True, allow_fewer=True)  # small cells give what they hold
+    task = Arithmetic(args.digits, args.ops)
+    levels = list(task.levels)
+    train_problems = task.sample(20000, "train", seed=seed)
+    prompts = task.sample(args.prompts, "train", seed=seed + 1)
+    test = task.sample(args.eval_per_digit * len(levels), "test", unique=True)  # small cells give what they hold
     teacher = get_teacher(args, seed)
-    results = {"teacher": evaluate(teacher, test)}
+    results = {"teacher": evaluate(teacher, task, test)}
     print(f"seed {seed}: teacher {teacher.params_active():,} active parameters, held-out accuracy "
           f"{results['teacher']['accuracy']:.3f}")
 
     # 1. rejection sampling: the teacher writes, the rules filter
-    cap = completion_cap(args.digits, args.ops)  # samples and rollouts stop where the longest right answer would
-    kept, stats = rejection_sample(teacher, prompts, args.k, temperature=1.0, seed=seed, dedupe=True,
+    cap = task.completion_cap()  # samples and rollouts stop where the longest right answer would
+    kept, stats = rejection_sample(teacher, task, prompts, args.k, temperature=1.0, seed=seed, dedupe=True,
                                    max_new_tokens=cap)
     print(f"seed {seed}: rejection sampling kept {stats['kept']}/{stats['samples']} samples ({stats['keep_rate']:.0%}), "
           f"{stats['coverage']:.0%} of problems covered")
@@ -207,9 +176,9 @@ def run(args, seed: int) -> dict:
         raise RuntimeError(f"seed {seed}: the teacher produced no correct, well-formed completion to distil; train it longer")
 
     # 2-3. the students, and their table
-    trained_students, base, base_seconds = students(args, seed, train_problems, prompts, teacher, kept, cap)
+    trained_students, base, base_seconds = students(args, seed, task, train_problems, prompts, teacher, kept, cap)
     for name, (m, secs) in trained_students.items():
-        results[name], records = evaluate(m, test, return_records=True)
+        results[name], records = evaluate(m, task, test, return_records=True)
         print(f"  {name:<12} accuracy {results[name]['accuracy']:.3f} in {secs:.0f}s")
         for r in records[-args.show:]:
             print(f"      {r['problem'].prompt()}{r['completion']}")
@@ -224,7 +193,7 @@ def run(args, seed: int) -> dict:
 
     # 4. data efficiency
     eff_models, n_few = data_efficiency(args, seed, teacher, base, kept, len(train_problems))
-    eff = {n: evaluate(m, test)["accuracy"] for n, m in eff_models.items()}
+    eff = {n: evaluate(m, task, test)["accuracy"] for n, m in eff_models.items()}
     print(f"data efficiency ({n_few} teacher completions): hard targets {eff['hard']:.3f} vs soft targets "
           f"(tau={args.efficiency_temperature:g}) {eff['soft']:.3f}")
 
@@ -251,7 +220,7 @@ def run(args, seed: int) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--teacher", default=None, help="load this teacher checkpoint instead of training one")
     ap.add_argument("--teacher-preset", default="small", choices=sorted(PRESETS), help="teacher size preset")
     ap.add_argument("--teacher-steps", type=at_least(1), default=500, help="teacher fine-tuning steps on worked traces")
@@ -281,7 +250,8 @@ def main(argv=None):
                     help="tau of the soft-target student")
     ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=at_least(0), default=2, help="completions to print per student")
-    add_problem_args(ap)
+    add_arithmetic_args(ap)
+    add_reward_arg(ap)
     add_common_args(ap)
     args = ap.parse_args(argv)
     if args.teacher:
@@ -291,6 +261,10 @@ def main(argv=None):
             load_checkpoint(args.teacher, "cpu")  # a bad teacher is named now, not after minutes of work
         except ValueError as e:
             ap.error(f"argument --teacher: {e}")
+    try:
+        resolve(args.reward, Arithmetic(args.digits, args.ops))  # a reward the task lacks is named before any work
+    except ValueError as e:
+        ap.error(str(e))
     if args.on_policy and args.alpha == 0:
         ap.error("argument --on-policy: on-policy steps learn only from the KD term, so they need --alpha > 0")
     setup(args, checkpoints=("teacher.pt",))

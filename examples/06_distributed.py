@@ -38,20 +38,23 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.data_parallel import DataParallel
-from toyds.distributed import all_reduce_grads, all_reduce_mean, init, is_main, teardown
-from toyds.expert_parallel import ExpertParallelMoE
-from toyds.model import GPT, make_config
-from toyds.moe import MoE, MoEConfig
-from toyds.runs import add_common_args, seed_everything, setup, write_metrics
-from toyds.seeds import Claim, judge, report, summarise
+from toyds.core.model import GPT, make_config
+from toyds.experiment.flags import HelpFormatter, add_common_args
+from toyds.experiment.output import seed_everything, setup, write_metrics
+from toyds.experiment.seeds import Claim, judge, report, summarise
+from toyds.moe.config import MoEConfig
+from toyds.moe.layer import MoE
+from toyds.parallel.data_parallel import DataParallel
+from toyds.parallel.distributed import all_reduce_grads, all_reduce_mean, init, is_main, teardown
+from toyds.parallel.expert_parallel import ExpertParallelMoE
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
 
 HEADLINE = ["ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff", "exchange_time_share"]
 CLAIMS = [Claim(f"{name} <= 1e-5 (float32 agreement with one process)", name, "<=", 1e-5)
           for name in ("ep_max_abs_diff", "ep_grad_max_abs_diff", "ddp_max_param_diff")]
-from toyds.train import TrainConfig, train_supervised
-from toyds.trainer import make_optimizer
+from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import make_optimizer
 
 
 def without_nproc(argv: list[str]) -> list[str]:
@@ -150,7 +153,7 @@ def data_parallel_check(args, device) -> dict:
     """2.: the same tiny MoE GPT trained single-process and with DDP on the same global batches."""
     pairs = build_corpus(sample_problems(2000, digits=(1, 2), seed=args.seed), "direct", seed=args.seed)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, warmup=max(1, args.steps // 5), seed=args.seed)
-    mcfg = make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01))
+    mcfg = make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", balance_params={"bias": {"gamma": 0.01}}))
     make_optimizer(nn.Linear(1, 1), 1e-3, 0.0)  # the first AdamW imports torch._dynamo (~2 s): not timed
     torch.manual_seed(args.seed)
     single = GPT(mcfg).to(device)
@@ -176,7 +179,7 @@ def data_parallel_check(args, device) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--nproc", type=int, default=2, help="processes to start when run without torchrun")
     ap.add_argument("--experts", type=int, default=8, help="routed experts E of the MoE layer (a multiple of W)")
     ap.add_argument("--top-k", type=int, default=2, help="routed experts per token K")

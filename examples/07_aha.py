@@ -1,64 +1,31 @@
-"""The "aha moment" at toy scale: does RL keep self-verification where it pays, and trim it where it does not?
+"""Chapter 7, the "aha moment" at toy scale: does RL keep self-verification where it pays, and trim it where not?
 
     python examples/07_aha.py --out runs/07                    # 1 seed: ~4 minutes on 2 cores
-    python examples/07_aha.py --seeds 3 --out runs/07          # seeds 0, 1, 2: the README's table (689 s)
-    python examples/07_aha.py --no-contrast --out runs/07      # Countdown-lite only
+    python examples/07_aha.py --seeds 3 --out runs/07          # the README's table
+    python examples/07_aha.py --reward accuracy:1,format:0.5,length:0.001   # a price on every token
 
-The protocol, numbered as in `run`:
-
-1. A base model is pretrained on Countdown-lite (toyds/countdown.py: three numbers
-   1-9 and a one-digit target, combine all three with + - x). Its corpus mixes
-   direct guesses with *search traces* that work back from the target, open a
-   head per last number in a fixed order, try the inner operations in random
-   order, check each ("4-2=2-2=0 ok", "5-4=1-9=-8 no") and on "no" go on to the
-   next. A curriculum: phase 1 is mostly search (to learn the working and the
-   checks), phase 2 mostly guesses (so that, greedy, the base prefers to guess).
+1. A base is pretrained on --task (Countdown-lite, toyds/tasks/countdown.py): direct
+   guesses beside *search traces* that work back from the target, check each try
+   ("4-2=2-2=0 ok", "5-4=1-9=-8 no") and go on after a "no". A curriculum: phase 1
+   mostly search (the working and the checks), phase 2 mostly guesses (so that,
+   greedy, the base prefers to guess).
 2. The base is measured, greedy and sampled: accuracy, how often it checks and
-   backtracks, whether its checks are right (precision: an "ok" is a real
-   solution; recall: a wrong try gets "no"), the first try's accuracy, by
-   difficulty (how many candidates solve the problem: 1, 2, 3+).
-3. GRPO with R1-Zero's rule-based rewards (accuracy + 0.5 x format) on problems the
-   base never saw. No trace is shown during RL.
-4. The same measures after RL, the curves over RL steps, and completions in full.
-5. The contrast (toyds/addcheck.py): addition with optional one-line checks, where
-   the worked trace is already reliable, under the same RL recipe (100 steps: at
-   30 its greedy accuracy was caught mid-dip, 0.958 -> 0.633 on seed 0). It runs
-   in a second process beside steps 1-4 (--no-alongside: after them); the figures
-   are the same either way (tests/test_examples.py).
+   backtracks, whether its checks are right (precision of "ok", recall of wrong
+   tries), the first try's accuracy, by difficulty (how many candidates solve it).
+3. GRPO with the --reward rules (R1-Zero's accuracy + 0.5 format) on problems the
+   base never saw. No trace is shown during RL. 4. The same measures after RL.
+5. The contrast (toyds/tasks/addcheck.py): addition with optional one-line checks,
+   where the worked trace is already reliable, under the same recipe (100 steps),
+   in a second process beside 1-4 (--no-alongside: after them; the same figures).
 
-The claims are data (CLAIMS), checked on every seed (toyds/seeds.py).
+The claims are data (CLAIMS), checked on every seed. Time on 2 cores and every seed's
+figures: README chapter 7; the variants tried (random heads, Dr. GRPO, a price per
+token, shorter bases): docs/lab/07_aha.md. `--quick` only checks that the script runs.
 
-What the default run shows (seed 0; README chapter 7 has every seed): greedy on
-120 held-out problems, accuracy 0.583 -> 0.842 (+0.258), verify rate 0 -> 1.00
-(sampled, the base already checked in 33% of completions), precision of "ok"
-0.89 and recall of wrong tries 0.94 after RL, first try 0.31 (the checks pay),
-P(backtrack | first try wrong) 0.99 vs 0 when it was right, tries 4.80 / 2.95 /
-2.35 where 1 / 2 / 3+ candidates solve it. Addition contrast: sampled check rate
-0.171 -> 0.008. With --seeds 3 every claim held on 3 of 3 seeds (gain 0.258,
-0.217, 0.275).
-The search is kept on every problem, easy ones included (no length cost).
-
-Time: 250, 237 and 203 s for one seed on 2 cores in three runs (the first:
-Countdown pretraining 157 s and RL 80 s on one core, the contrast's 181 s on the
-other). Getting there
-(README chapter 7): a shorter base (800 + 300 steps, was 1,500 + 600), 30 GRPO
-steps (were 100) with rollouts cut at 128 tokens (--rl-max-new-tokens; measuring
-allows 170), and the head order fixed, which is what lifted the gain above 0.2 on seed 2: with heads in random
-order, accuracy where one candidate solves it stalled at ~0.6 after RL (seed 2 in
-every variant tried, every seed with this base), about the share of those problems
-whose solution has + outside (25 of 40; an earlier run saw RL's policy repeat heads
-it had tried and seldom open an 'x' head).
-A price on tokens did not split the search by problem: --length-cost 0.001 left
-it on every problem (seed 0) or on a third to a half of them, scarce or not
-(seeds 1, 2); at the earlier defaults (random heads, 1,500 + 600 steps, 100 GRPO
-steps) 0.005 and 0.002 made RL drop it on every seed. --loss-type dr_grpo moved
-length and accuracy no further than the seeds differ (README chapter 7).
-`--quick` shrinks every stage to check that the script runs (under a minute); its
-figures mean nothing.
-Writes DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
-"history", "contrast", "seconds"; with --seeds also "seeds", "summary", "claims"),
-DIR/completions.jsonl (every held-out prompt with its greedy completion before and
-after RL, per seed) and DIR/aha_curves.png when matplotlib is installed.
+With --out DIR: DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
+"history", "contrast", "seconds"; "seeds", "summary", "claims"), DIR/completions.jsonl
+(every held-out prompt's greedy completion before and after RL, per seed) and
+DIR/aha_curves.png when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -74,24 +41,22 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from toyds import addcheck, countdown as cd, countdown_behaviour as cb, countdown_rules as rules, plots
-from toyds.arithmetic import sample_problems as addition_problems
-from toyds.evaluate import complete
-from toyds.grpo import GRPOConfig, train_grpo
-from toyds.model import GPT, PRESETS, make_config
-from toyds.rewards import accuracy_reward_batch, format_reward_batch
-from toyds.runs import add_common_args, at_least, number, setup, write_metrics
-from toyds.seeds import Claim, run_seeds, submit_by_file
-from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, train_supervised
+from toyds.core.model import GPT, PRESETS, make_config
+from toyds.evaluate.accuracy import complete
+from toyds.experiment import plots
+from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds, submit_by_file
+from toyds.rl.grpo import GRPOConfig, train_grpo
+from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.tasks.addcheck import AdditionWithChecks
+from toyds.tasks.countdown_reading import LEVELS
+from toyds.tasks.registry import TASKS, make_task
+from toyds.train.supervised import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
         "verify_recall", "first_try_accuracy", "backtrack_if_first_wrong", "backtrack_if_first_right")
 HISTORY_KEYS = ("step", "reward", "accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "kl")
-
-# The rewards, passed explicitly with their weights (TRL's reward_funcs and reward_weights).
-COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS = [rules.accuracy_batch, rules.format_batch], [1.0, 0.5]
-ADDITION_REWARDS, ADDITION_WEIGHTS = [accuracy_reward_batch, format_reward_batch], [1.0, 0.5]
 
 HEADLINE = ["before.accuracy", "after.accuracy", "gain", "before_sampled.verify_rate", "after.verify_rate",
             "after.backtrack_rate", "after.verify_precision", "after.verify_recall", "after.first_try_accuracy",
@@ -117,14 +82,10 @@ def nan_for_none(x):
     return math.nan if x is None else x
 
 
-def length_cost(cost: float):
-    """A price on thinking: -cost per completion token, so a check must earn its tokens (off by default)."""
-    tok = Tokenizer()
-
-    def length_cost(completions, **kwargs) -> list[float]:
-        return [-cost * len(tok.encode(c)) for c in completions]
-
-    return length_cost
+def search_task(args):
+    """The task of --task: one whose corpus searches and checks (search_corpus) and whose measures
+    read the checks back (verify_rate, ...); Countdown-lite by default."""
+    return make_task(args.task, fixed_heads=args.fixed_heads, drill_share=args.drill_share)
 
 
 def grpo_config(args, seed: int, steps: int, eval_every: int = 0) -> GRPOConfig:
@@ -140,79 +101,79 @@ def new_model(args, seed: int) -> GPT:
 # ------------------------------------------------------------ Countdown-lite
 
 
-def pretrain_countdown(args, seed: int) -> GPT:
+def pretrain_search_base(task, args, seed: int) -> GPT:
     """1. the base, in two phases: mostly search first (to learn the working and the checks),
     then mostly guesses (so that, greedy, the base prefers to answer directly)."""
     model = new_model(args, seed)
-    problems = cd.sample_problems(args.pretrain_problems, seed=seed)  # the 'pretrain' split only
+    problems = task.sample(args.pretrain_problems, "train", seed=seed)  # the pretraining split only
     for phase, (steps, share) in enumerate([(args.search_steps, args.search_phase_share),
                                             (args.mix_steps, args.search_share)], start=1):
-        corpus = cd.build_corpus(problems, share, args.drill_share, seed=seed + phase, fixed_heads=args.fixed_heads)
+        corpus = task.search_corpus(problems, share, seed=seed + phase)
         train_supervised(model, corpus, TrainConfig.recipe(steps, args.pretrain_lr, args.batch, seed + phase),
-                         desc=f"seed {seed}: pretrain countdown, phase {phase} ({share:.0%} search)")
+                         desc=f"seed {seed}: pretrain {task.name}, phase {phase} ({share:.0%} search)")
     return model
 
 
-def greedy_measures(model, test, args) -> tuple[dict, list[str]]:
-    """Greedy on the held-out problems: the measures (by difficulty too) and the completions."""
+def greedy_measures(model, task, test, args) -> tuple[dict, list[str]]:
+    """Greedy on the held-out problems: the task's measures (by difficulty too) and the completions."""
     greedy = complete(model, test, 0.0, max_new_tokens=args.max_new_tokens)
-    return nan_for_none(cb.measure(test, greedy)), greedy
+    return nan_for_none(task.measure(test, greedy)), greedy
 
 
-def countdown_snapshot(model, test, args, seed) -> tuple[dict, dict, list[str]]:
+def snapshot(model, task, test, args, seed) -> tuple[dict, dict, list[str]]:
     """Greedy measures (by difficulty too), sampled measures (--samples per problem), greedy completions."""
-    greedy, completions = greedy_measures(model, test, args)
+    greedy, completions = greedy_measures(model, task, test, args)
     sampled = complete(model, test, 1.0, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=seed)
-    measured = cb.measure([p for p in test for _ in range(args.samples)], sampled)
+    measured = task.measure([p for p in test for _ in range(args.samples)], sampled)
     return greedy, nan_for_none(measured), completions
 
 
-def held_out_greedy(test, args):
+def held_out_greedy(task, test, args):
     """--eval-every: greedy on the held-out problems during RL (fit logs it as eval_*). Greedy decoding
     draws no random numbers, so watching changes nothing in the run it watches (tests/test_examples.py)."""
 
     def eval_fn(model) -> dict:
-        m, _ = greedy_measures(model, test, args)
+        m, _ = greedy_measures(model, task, test, args)
         scarce = m["by_difficulty"].get("1", {}).get("accuracy", math.nan)
         return {"accuracy": m["accuracy"], "verify_rate": m["verify_rate"], "scarce_accuracy": scarce}
 
     return eval_fn
 
 
-def run_countdown(args, seed: int) -> dict:
+def run_search(args, seed: int) -> dict:
+    """1-4 on the search task (Countdown-lite by default)."""
     t0 = time.perf_counter()
-    model = pretrain_countdown(args, seed)
+    task = search_task(args)
+    model = pretrain_search_base(task, args, seed)
     t_pre = time.perf_counter() - t0
-    print(f"seed {seed}: pretrained the Countdown base ({model.params_total():,} parameters) in {t_pre:.0f}s")
+    print(f"seed {seed}: pretrained the {task.name} base ({model.params_total():,} parameters) in {t_pre:.0f}s")
 
     # 2. the base, greedy and sampled, on held-out problems balanced by difficulty
-    test = cd.sample_problems(args.eval_problems, split="test", unique=True)
-    before, before_sampled, greedy_before = countdown_snapshot(model, test, args, seed)
+    test = task.sample(args.eval_problems, "test", unique=True)
+    before, before_sampled, greedy_before = snapshot(model, task, test, args, seed)
 
     # 3. GRPO on problems the base never saw, rewards by rule only; the measures are logged every step
     policy = copy.deepcopy(model)
-    rl = cd.sample_problems(args.rl_problems, split="rl", seed=seed)
+    rl = task.sample(args.rl_problems, "rl", seed=seed)
     t1 = time.perf_counter()
-    fns, weights = COUNTDOWN_REWARDS, COUNTDOWN_WEIGHTS
-    if args.length_cost:
-        fns, weights = [*fns, length_cost(args.length_cost)], [*weights, 1.0]
+    fns, weights = resolve(args.reward, task)
     history = train_grpo(policy, rl, grpo_config(args, seed, args.grpo_steps, args.eval_every), reward_fns=fns,
-                         reward_weights=weights, measure_fn=cb.measure, desc=f"seed {seed}: grpo countdown",
-                         eval_fn=held_out_greedy(test, args) if args.eval_every else None)
+                         reward_weights=weights, measure_fn=task.measure, desc=f"seed {seed}: grpo {task.name}",
+                         eval_fn=held_out_greedy(task, test, args) if args.eval_every else None)
     t_rl = time.perf_counter() - t1
 
     # 4. after
-    after, after_sampled, greedy_after = countdown_snapshot(policy, test, args, seed)
-    rows = [{"seed": seed, "prompt": p.prompt(), "numbers": list(p.numbers), "target": p.target,
-             "difficulty": p.difficulty, "before": b, "after": a,
-             "before_accuracy": rules.accuracy(b, p.numbers, p.target),
-             "after_accuracy": rules.accuracy(a, p.numbers, p.target)}
+    after, after_sampled, greedy_after = snapshot(policy, task, test, args, seed)
+    rows = [{"seed": seed, "prompt": p.prompt(), **{k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in p.columns().items()},
+             "difficulty": task.level(p), "before": b, "after": a,
+             "before_accuracy": task.accuracy(b, p), "after_accuracy": task.accuracy(a, p)}
             for p, b, a in zip(test, greedy_before, greedy_after)]
     return {
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
         "history": [{k: r.get(k) for k in HISTORY_KEYS} | {k: v for k, v in r.items() if k.startswith("eval_")}
                     for r in history],
-        "completions": rows, "params": model.params_total(), "length_cost": args.length_cost,
+        "completions": rows, "params": model.params_total(), "reward": args.reward,
         "seconds": {"pretrain": t_pre, "rl": t_rl, "countdown": time.perf_counter() - t0},
     }
 
@@ -221,28 +182,29 @@ def run_countdown(args, seed: int) -> dict:
 
 
 def run_contrast(args, seed: int, progress: bool | None = None) -> dict:
-    """5. the same protocol on addition with optional checks (toyds/addcheck.py)."""
+    """5. the same protocol on addition with optional checks (toyds/tasks/addcheck.py)."""
     t0 = time.perf_counter()
-    digits = (1, 2, 3)
+    task = AdditionWithChecks(digits=(1, 2, 3))
     model = new_model(args, seed)
-    pre = addition_problems(args.pretrain_problems, digits=digits, seed=seed)
-    train_supervised(model, addcheck.build_corpus(pre, addcheck.CheckMix(), seed=seed),
+    pre = task.sample(args.pretrain_problems, "train", seed=seed)
+    train_supervised(model, task.corpus(pre, "base", seed=seed),
                      TrainConfig.recipe(args.contrast_pretrain_steps, args.pretrain_lr, args.batch, seed),
                      desc=f"seed {seed}: pretrain addition", progress=progress)
-    test = addition_problems(args.eval_problems, digits=digits, split="test", unique=True, allow_fewer=True)
-    rl = addition_problems(5000, digits=digits, seed=seed + 1000)
+    test = task.sample(args.eval_problems, "test", unique=True)
+    rl = task.sample(5000, "rl", seed=seed + 1000)
 
     def snap(m):
-        greedy = addcheck.measure(test, complete(m, test, 0.0, max_new_tokens=args.max_new_tokens))
+        greedy = task.measure(test, complete(m, test, 0.0, max_new_tokens=args.max_new_tokens))
         rep = [p for p in test for _ in range(args.samples)]
-        sampled = addcheck.measure(rep, complete(m, test, 1.0, samples=args.samples,
-                                                 max_new_tokens=args.max_new_tokens, seed=seed))
+        sampled = task.measure(rep, complete(m, test, 1.0, samples=args.samples,
+                                             max_new_tokens=args.max_new_tokens, seed=seed))
         return greedy, sampled
 
     g0, s0 = snap(model)
     policy = copy.deepcopy(model)
-    history = train_grpo(policy, rl, grpo_config(args, seed, args.contrast_grpo_steps), reward_fns=ADDITION_REWARDS,
-                         reward_weights=ADDITION_WEIGHTS, measure_fn=addcheck.measure, desc=f"seed {seed}: grpo addition",
+    fns, weights = resolve(args.contrast_reward, task)
+    history = train_grpo(policy, rl, grpo_config(args, seed, args.contrast_grpo_steps), reward_fns=fns,
+                         reward_weights=weights, measure_fn=task.measure, desc=f"seed {seed}: grpo addition",
                          progress=progress)
     g1, s1 = snap(policy)
     return {
@@ -275,7 +237,7 @@ def print_table(r: dict) -> None:
         print(f"  {k:<26}{fmt(r['before'][k]):>9}{fmt(r['after'][k]):>10}   |          "
               f"{fmt(r['before_sampled'][k]):>7}{fmt(r['after_sampled'][k]):>8}")
     print("  by difficulty (how many candidates solve it), greedy: accuracy / tries / length / checks")
-    for lv in cd.LEVELS:
+    for lv in LEVELS:
         b, a = r["before"]["by_difficulty"].get(lv), r["after"]["by_difficulty"].get(lv)
         if b and a:
             print(f"    {lv:<4} base {fmt(b['accuracy'])} / {b['mean_tries']:.2f} / {b['mean_length']:5.1f} / "
@@ -304,7 +266,7 @@ def print_completions(rows: list[dict], show: int) -> None:
 
 
 def run(args, seed: int) -> dict:
-    """One seed: Countdown-lite and (unless --no-contrast) the addition contrast, side by side in two
+    """One seed: the search task and (unless --no-contrast) the addition contrast, side by side in two
     processes (--alongside, the default) or one after the other; the figures are the same either way."""
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -312,7 +274,7 @@ def run(args, seed: int) -> dict:
         if not args.no_contrast and args.alongside:
             pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
             contrast = submit_by_file(pool, contrast_alongside, args, seed)
-        r = run_countdown(args, seed)
+        r = run_search(args, seed)
         if not args.no_contrast:
             r["contrast"] = contrast.result() if contrast else run_contrast(args, seed)
     r.update(derived(r))
@@ -335,7 +297,7 @@ def derived(r: dict) -> dict:
 
 def report(args, seed: int, r: dict) -> None:
     """Print one seed's figures: the table, completions, the curves as text, the contrast."""
-    print(f"\n=== seed {seed}: Countdown-lite ({r['params']:,} parameters; pretrain {r['seconds']['pretrain']:.0f}s, "
+    print(f"\n=== seed {seed}: {args.task} ({r['params']:,} parameters; pretrain {r['seconds']['pretrain']:.0f}s, "
           f"RL {r['seconds']['rl']:.0f}s) ===")
     print_table(r)
     print_completions(r["completions"], args.show)
@@ -359,10 +321,10 @@ QUICK = dict(search_steps=60, mix_steps=30, contrast_pretrain_steps=40, grpo_ste
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset (toyds/model.py)")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset (toyds/core/model.py)")
     ap.add_argument("--layers", type=at_least(1), default=4,
-                    help="transformer blocks (overrides the preset's: the checks needed depth, notes E22)")
+                    help="transformer blocks (overrides the preset's: a 2-block model learned the checks poorly)")
     ap.add_argument("--block", type=at_least(64), default=320, help="block size: the longest corpus sequence must fit")
     ap.add_argument("--search-steps", type=at_least(1), default=800, help="pretraining phase 1 steps (mostly search)")
     ap.add_argument("--search-phase-share", type=number(0, 1), default=0.9, help="share of search traces in phase 1")
@@ -381,8 +343,6 @@ def main(argv=None):
     ap.add_argument("--beta", type=number(0), default=0.02, help="KL weight to the base model")
     ap.add_argument("--loss-type", default="grpo", choices=("grpo", "bnpo", "dapo", "dr_grpo"),
                     help="token aggregation of the GRPO loss (dr_grpo: Dr. GRPO's constant denominator)")
-    ap.add_argument("--length-cost", type=number(0, 1), default=0.0,
-                    help="Countdown RL: subtract this per completion token from the reward (0 = R1-Zero's rewards only)")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=170,
                     help="longest completion when measuring (before and after RL)")
     ap.add_argument("--rl-max-new-tokens", type=at_least(1), default=128,
@@ -400,11 +360,21 @@ def main(argv=None):
                     help="GRPO steps (addition: at 30 its greedy accuracy was mid-dip; it runs alongside, so costs no time)")
     ap.add_argument("--show", type=at_least(0), default=4, help="completions to print before and after")
     ap.add_argument("--quick", action="store_true", help="tiny settings that only check the script runs (~1 minute)")
+    searching = sorted(n for n, cls in TASKS.items() if hasattr(cls, "search_corpus"))
+    ap.add_argument("--task", default="countdown", choices=searching,
+                    help="the search task: its corpus searches and checks, its measures read the checks back")
+    add_reward_arg(ap)  # the search task's rewards; a price per token is length:0.001
+    ap.add_argument("--contrast-reward", default="accuracy:1,format:0.5", help="the addition contrast's rewards")
     add_common_args(ap, threads=1)
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
+    try:  # a reward either task lacks is named before any work
+        resolve(args.reward, search_task(args))
+        resolve(args.contrast_reward, AdditionWithChecks())
+    except ValueError as e:
+        ap.error(str(e))
     setup(args)
     headline = HEADLINE + ([] if args.no_contrast else CONTRAST_HEADLINE)
     claims = CLAIMS + ([] if args.no_contrast else CONTRAST_CLAIMS)
@@ -419,7 +389,7 @@ def main(argv=None):
         with open(args.out / "completions.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-        histories = {"Countdown-lite": metrics["history"]}
+        histories = {args.task: metrics["history"]}
         if "contrast" in metrics:  # the addition run's check rate drawn as its verify rate
             histories["addition (checks)"] = [{**h, "verify_rate": h["check_rate"]} for h in metrics["contrast"]["history"]]
         picture = plots.rl_curves(histories, args.out / "aha_curves.png",

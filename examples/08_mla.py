@@ -1,82 +1,31 @@
-"""Cheaper to run: Multi-head Latent Attention's small cache, and multi-token prediction.
+"""Chapter 8, cheaper to run: Multi-head Latent Attention's small cache, and multi-token prediction.
 
     python examples/08_mla.py --out runs/08              # 1 seed
     python examples/08_mla.py --seeds 3 --out runs/08    # the README's table
 
-DeepSeek-V2/V3 make every generated token cheaper in two ways; this example
-measures both at toy scale, on the CPU:
+1. Quality: an MHA and an MLA model of about the same size (2 blocks of width 64, 4
+   heads of d_h = 16; MLA with d_c = 32 and d_h^R = 16), trained alike on the mixed
+   arithmetic corpus: held-out loss, greedy accuracy, accuracy with <think> forced.
+2. KV-cache bytes per token per layer, measured from the cache tensors, beside V2
+   Table 1's formulas (2 n_h d_h for MHA, d_c + d_h^R for absorbed MLA).
+3. Decode tokens/s and memory at batch 64 for contexts 128 .. 2048 (random weights,
+   caches filled with noise, variants taking turns, medians): the cache tensors'
+   bytes and the peak rise of resident memory (Linux's VmHWM).
+4. Multi-token prediction (V3 section 2.2): the MLA model with --mtp-depth modules
+   trained in the same step; its main loss beside plain MLA's; greedy decoding of
+   held-out prompts plain vs self-speculative (MTP drafts, one main forward checks),
+   and again with --deep-extra pass-through blocks appended (zero output projections:
+   the same tokens, the cost of a deeper main model), where drafting pays.
 
-1. Quality. An MHA model and an MLA model of about the same parameter count are
-   trained the same way (same seed, initial embedding, batches and steps) on the
-   mixed arithmetic corpus (direct answers, worked traces and untagged traces of
-   1-3 digit sums: toyds/arithmetic.py). Both are 2 blocks of width 64 with 4 heads
-   of d_h = 16. MLA follows V2's proportions (d_nope = d_v = d_h) except two widths:
-   the latent d_c = 32 (V2: 4 d_h = 64), which keeps its attention near MHA's
-   parameter count (116k vs 110k parameters in all), and the rotary width
-   d_h^R = 16 (V2: d_h / 2 = 8). Arithmetic leans on positions (which column a digit
-   is in), and with d_h^R = 8 (--qk-rope-head-dim 8) MLA's held-out loss was
-   0.07-0.15 higher on the two seeds I tried. Printed side by side: held-out loss,
-   greedy accuracy, and accuracy with `<think>` forced. The claim: MLA costs little
-   or nothing in quality here.
-2. KV-cache bytes per token per layer, measured from the cache tensors, for MHA and
-   MLA's two inference paths, beside V2 Table 1's formulas (2 n_h d_h for MHA,
-   d_c + d_h^R for MLA; "naive" MLA caches per-head keys and values, n_h (d_nope +
-   d_h^R + d_v) numbers: more than MHA at these widths).
-3. Decode tokens/s and memory at batch 64 for contexts 128 .. 2048: the same shapes
-   with a longer block size, random weights (speed does not depend on them), caches
-   filled with noise, the variants taking turns, the median of --repeats timings of
-   --decode-steps one-token steps. Memory: the cache tensors' bytes (all layers),
-   and the peak rise of the process's resident memory (Linux's VmHWM, reset through
-   /proc/self/clear_refs after malloc_trim returns freed heap to the OS) while the
-   cache is allocated and filled and the steps run: the cache plus whatever each
-   step allocates on top.
-4. Multi-token prediction (V3 section 2.2). The MLA model again, with --mtp-depth
-   MTP modules trained in the same step (lambda = 0.3): its held-out main loss beside
-   the plain MLA model's (same initial main weights, same batches). Then greedy
-   decoding of --mtp-prompts held-out prompts, one at a time, with `<think>` forced
-   (so the completions are worked traces): plain, with the KV cache, against
-   self-speculative (the MTP modules draft, one main forward verifies), taking
-   turns, medians of --mtp-repeats. Printed: acceptance by depth, main-model
-   forwards, tokens/s, and whether both gave the same tokens.
+Why absorbed MLA decodes no faster here: per cached token it does 2.5x MHA's attention
+arithmetic at these widths (toyds/efficient/mla.py), and a CPU decode step at this size
+is bound by arithmetic and per-operation overhead, not by reading the cache.
+Claims and every seed's figures: README chapter 8; one thread by default (a second
+thread made timings on a shared machine 10-50x slower); docs/lab/08_mla.md.
 
-Why MTP can lose here, and where it pays: a 2-block main model is cheap, so a draft
-(one MTP block: half a main forward) and a round's Python bookkeeping cost about
-what the accepted tokens save; V3 drafts with one module in front of 61 layers. So
-the same trained model is timed again with --deep-extra pass-through blocks
-appended: their output projections (wo, w2) are zero, so each does a full block's
-arithmetic and adds exactly nothing. The tokens and acceptance are the trained
-model's, while a main forward costs what a deeper model's does.
-
-Why absorbed MLA decodes no faster than MHA here: per cached token it does about
-2.5x MHA's attention arithmetic (scores over the latent and rotary key, d_c + d_h^R
-= 48 per head, then a weighted sum of width d_c = 32 per head, against 2 x 16 for
-MHA), and at these sizes a CPU decode step is bound by that arithmetic and by
-per-operation overhead, not by reading the cache, which is what MLA shrinks.
-
-What I see over 3 seeds (python examples/08_mla.py --seeds 3; the README has the
-tables): MLA's cache is 2.7x smaller than MHA's (192 vs 512 bytes per token per
-layer; 57x at V3's widths by the same formula). Its held-out loss is higher on every
-seed, by 0.024-0.052 nats (MHA 0.324 +- 0.062, MLA 0.360 +- 0.075): less than the
-seed-to-seed spread, and within 0.05 on 2 of 3 seeds. Greedy accuracy is alike and
-low for both (about 0.14: a base model on the mixed corpus mostly answers without
-thinking). Absorbed MLA decodes at 0.63-0.94x MHA's tokens/s at every context up to
-2048 (two runs), while its peak memory at 2048 is 61-63 MB against MHA's 129. MTP drafts are
-accepted 88-95% of the time, and with 2 blocks self-speculative decoding runs at
-0.80-0.98x plain greedy; with 4 pass-through blocks added, at 1.36-1.56x. MTP did
-not lower the main loss here (change +0.055 +- 0.064; lower on 1 seed of 3).
-
-One thread by default (--threads): see add_common_args below. Measured on 2 shared
-cores: 1 seed took 4.2 minutes at load average 4-9 (2.6 CPU-minutes), --seeds 3
-took 14 minutes at load 9-12 (8 CPU-minutes: about 5 minutes on 2 quiet cores).
-Seeds run side by side as processes; the decode timings run once, after them.
-With --out DIR: DIR/metrics.json with "quality" ({"mha"|"mla": {"val_loss",
-"accuracy", "think_accuracy", "params", "train_seconds"}, "loss_gap", ...}),
-"cache_bytes_per_token" ({"mha", "mla_naive", "mla_absorb"}), "cache_bytes_formula",
-"decode" ({context: {variant: tokens/s}}), "decode_memory" ({context: {variant:
-{"cache_mb", "peak_rss_rise_mb"}}}), "mtp" ({"acceptance": [by depth], "speedup":
-x, "loss_main_with_vs_without_mtp": [a, b], "deep": {the same for the deeper
-model}, ...}), "seconds", and the seeds' figures in "seeds", "summary" and
-"claims" (toyds/seeds.py); the top-level "quality" and "mtp" are the first seed's.
+With --out DIR: DIR/metrics.json with "quality", "cache_bytes_per_token",
+"cache_bytes_formula", "decode", "decode_memory", "mtp" ({"acceptance", "speedup",
+"deep", ...}), "seconds", "seeds", "summary", "claims".
 """
 
 from __future__ import annotations
@@ -92,16 +41,19 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.evaluate import evaluate
-from toyds.mla import cache_bytes_per_token
-from toyds.model import GPT, make_config
-from toyds.mtp import speculative_generate
-from toyds.runs import _arg_type, add_common_args, add_problem_args, at_least, number, setup, whole_numbers, write_metrics
-from toyds.sampling import generate
-from toyds.seeds import Claim, run_seeds
-from toyds.tokenizer import THINK, Tokenizer
-from toyds.train import TrainConfig, encode_pairs, eval_loss, train_supervised
+from toyds.core.model import GPT, make_config
+from toyds.core.sampling import generate
+from toyds.core.tokenizer import THINK, Tokenizer
+from toyds.efficient.mla import cache_bytes_per_token
+from toyds.efficient.speculative import speculative_generate
+from toyds.evaluate.accuracy import evaluate
+from toyds.experiment.flags import HelpFormatter, add_common_args, arg_type, at_least, number, whole_numbers
+from toyds.experiment.output import setup, write_metrics
+from toyds.experiment.seeds import Claim, run_seeds
+from toyds.tasks.arithmetic import Arithmetic
+from toyds.tasks.registry import add_arithmetic_args
+from toyds.train.batches import encode_pairs
+from toyds.train.supervised import TrainConfig, eval_loss, train_supervised
 
 VARIANTS = ("mha", "mla_naive", "mla_absorb")  # what the cache and decode tables compare
 
@@ -115,20 +67,18 @@ def config(variant: str, args, **overrides):
     # V2's proportions for heads of d_h (d_nope = d_v = d_h), but the latent d_c = --kv-lora-rank
     # (V2: 4 d_h; 2 d_h keeps MLA's parameters near MHA's) and d_rope = --qk-rope-head-dim (V2: d_h / 2)
     mla = dict(kv_lora_rank=args.kv_lora_rank, qk_rope_head_dim=args.qk_rope_head_dim, attn_impl=impl)
-    return make_config("tiny", attn="mla", mla=mla, **shape)
+    return make_config("tiny", attn="mla", attn_config=mla, **shape)
 
 
 # ------------------------------------------------------------ 1. and 4.: trained, per seed
 
 
 def data(args, seed: int):
-    tok = Tokenizer()
-    train = build_corpus(sample_problems(args.problems, digits=args.digits, ops=args.ops, seed=seed), "base",
-                         seed=seed)
-    test = sample_problems(args.eval_per_digit * len(args.digits) * len(args.ops), digits=args.digits, ops=args.ops,
-                           split="test", unique=True, allow_fewer=True)  # 1-digit cells hold fewer: take them all
-    val = encode_pairs(build_corpus(test, "base", seed=seed + 1), tok)  # the held-out problems, mixed styles
-    return train, test, val
+    tok, task = Tokenizer(), Arithmetic(args.digits, args.ops)
+    train = task.corpus(task.sample(args.problems, "train", seed=seed), "base", seed=seed)
+    test = task.sample(args.eval_per_digit * len(args.digits) * len(args.ops), "test", unique=True)  # all 1-digit sums
+    val = encode_pairs(task.corpus(test, "base", seed=seed + 1), tok)  # the held-out problems, mixed styles
+    return task, train, test, val
 
 
 def train_one(variant: str, args, seed: int, train, mtp_depth: int = 0, desc: str = ""):
@@ -142,10 +92,10 @@ def train_one(variant: str, args, seed: int, train, mtp_depth: int = 0, desc: st
     return model, history, seconds
 
 
-def quality(model, test, val, seconds: float) -> dict:
+def quality(model, task, test, val, seconds: float) -> dict:
     return {"val_loss": eval_loss(model, val, Tokenizer().pad_id),
-            "accuracy": evaluate(model, test)["accuracy"],
-            "think_accuracy": evaluate(model, test, prefix=THINK)["accuracy"],
+            "accuracy": evaluate(model, task, test)["accuracy"],
+            "think_accuracy": evaluate(model, task, test, prefix=THINK)["accuracy"],
             "params": model.params_total(), "train_seconds": seconds}
 
 
@@ -195,11 +145,11 @@ def time_decoding(model, prompts: list[list[int]], repeats: int) -> dict:
 def run_one(args, seed: int) -> dict:
     """One seed: MHA and MLA trained the same way, then MLA with MTP, and its decoding."""
     tok = Tokenizer()
-    train, test, val = data(args, seed)
+    task, train, test, val = data(args, seed)
     out = {"quality": {}}
     for variant, name in (("mha", "mha"), ("mla_absorb", "mla")):
         model, _, seconds = train_one(variant, args, seed, train, desc=f"seed {seed}: {name}")
-        out["quality"][name] = quality(model, test, val, seconds)
+        out["quality"][name] = quality(model, task, test, val, seconds)
     q = out["quality"]
     q["loss_gap"] = q["mla"]["val_loss"] - q["mha"]["val_loss"]
     q["accuracy_gap"] = q["mla"]["accuracy"] - q["mha"]["accuracy"]
@@ -219,7 +169,7 @@ def run_one(args, seed: int) -> dict:
     out["mtp"] = {**shallow, "loss_main_with_vs_without_mtp": [loss_main, q["mla"]["val_loss"]],
                   "loss_main_change": loss_main - q["mla"]["val_loss"],
                   "train_loss_mtp_last": history[-1]["loss_mtp"], "train_seconds": seconds,
-                  "accuracy_with_mtp": evaluate(model, test)["accuracy"],
+                  "accuracy_with_mtp": evaluate(model, task, test)["accuracy"],
                   "deep": {**deep, "n_layer": model.cfg.n_layer + args.deep_extra}}
     return out
 
@@ -235,7 +185,7 @@ def cache_table(args) -> tuple[dict, dict]:
             model = GPT(cfg)
         cache = model.new_caches(2, 8)[0]
         measured[v] = cache_bytes_per_token(cache, 2, 8)
-        nh, dh, mla = cfg.n_head, cfg.dim // cfg.n_head, cfg.mla
+        nh, dh, mla = cfg.n_head, cfg.dim // cfg.n_head, cfg.attn_config
         b = torch.finfo(torch.float32).bits // 8
         if v == "mha":
             formula[v] = 2 * nh * dh * b  # V2 Table 1: 2 n_h d_h l (one layer, float32)
@@ -339,7 +289,7 @@ HEADLINE = ["quality.mha.val_loss", "quality.mla.val_loss", "quality.loss_gap", 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--layers", type=at_least(1), default=2, help="transformer blocks of every trained model")
     ap.add_argument("--heads", type=at_least(1), default=4, help="attention heads n_h")
     ap.add_argument("--dim", type=at_least(1), default=64, help="model width D (head size d_h = D / n_h; SwiGLU width 3 D)")
@@ -354,12 +304,12 @@ def main(argv=None):
     ap.add_argument("--mtp-prompts", type=at_least(1), default=16, help="held-out prompts decoded one at a time for MTP")
     ap.add_argument("--mtp-repeats", type=at_least(1), default=3, help="timings of the MTP decoding (median)")
     ap.add_argument("--deep-extra", type=at_least(0), default=4, help="pass-through blocks added to show a deeper main model")
-    ap.add_argument("--contexts", type=_arg_type(whole_numbers("--contexts", "128,512,2048")), default="128,256,512,1024,2048",
+    ap.add_argument("--contexts", type=arg_type(whole_numbers("--contexts", "128,512,2048")), default="128,256,512,1024,2048",
                     help="cached positions at which decode speed is measured")
     ap.add_argument("--decode-batch", type=at_least(1), default=64, help="sequences decoded together in the speed table")
     ap.add_argument("--decode-steps", type=at_least(1), default=8, help="one-token steps per timing")
     ap.add_argument("--repeats", type=at_least(1), default=5, help="timings per decode measurement (median)")
-    add_problem_args(ap)
+    add_arithmetic_args(ap)
     # one thread by default: these widths gain little from a second, and on a shared machine a torch thread
     # waiting for a descheduled partner made my decode timings 10-50x slower (seeds still run side by side)
     add_common_args(ap, threads=1)

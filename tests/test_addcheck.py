@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from toyds import addcheck
-from toyds.arithmetic import Problem, sample_problems, trace_answer
-from toyds.rewards import accuracy_reward, format_reward
-from toyds.tokenizer import Tokenizer
+from toyds.core.tokenizer import Tokenizer
+from toyds.rl.rewards import accuracy_reward, format_reward
+from toyds.tasks import addcheck
+from toyds.tasks.arithmetic import Problem, sample_problems
+from toyds.tasks.arithmetic_traces import trace_answer
 
 P = Problem(347, "+", 589, 3)  # 936
 

@@ -3,20 +3,9 @@ import zlib
 
 import pytest
 
-from toyds.arithmetic import (
-    CorpusMix,
-    Problem,
-    build_corpus,
-    cell_size,
-    is_heldout,
-    random_problem,
-    sample_problems,
-    split_size,
-    think_completion,
-    trace,
-    trace_answer,
-)
-from toyds.tokenizer import Tokenizer
+from toyds.core.tokenizer import Tokenizer
+from toyds.tasks.arithmetic import Problem, cell_size, is_heldout, random_problem, sample_problems, split_size
+from toyds.tasks.arithmetic_traces import CorpusMix, build_corpus, think_completion, trace, trace_answer
 
 
 def test_traces_worked_by_hand():
@@ -147,7 +136,7 @@ def test_bad_requests(kwargs, match):
 
 
 def test_one_syntax_for_problems_on_every_command_line():
-    from toyds.arithmetic import parse_digits, parse_ops
+    from toyds.tasks.arithmetic import parse_digits, parse_ops
 
     assert parse_digits("1,2,3") == (1, 2, 3) and parse_digits(" 4 ") == (4,)
     assert parse_ops("+,-,x") == ("+", "-", "x") and parse_ops("x") == ("x",)

@@ -1,12 +1,13 @@
-"""toyds/balance.py: every balancing rule against a value worked by hand, and rules that combine."""
+"""toyds/moe/balance.py: every balancing rule against a value worked by hand, and rules that combine."""
 
 import math
 
 import pytest
 import torch
 
-from toyds import balance
-from toyds.moe import MoE, MoEConfig
+from toyds.moe import balance
+from toyds.moe.config import MoEConfig
+from toyds.moe.layer import MoE
 
 
 class One:
@@ -32,7 +33,7 @@ X = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # picks experts 0, 0, 1
 
 
 def test_aux_loss_by_hand():
-    moe = two_experts("aux_loss", aux_loss_alpha=0.1)
+    moe = two_experts("aux_loss", balance_params={"aux_loss": {"alpha": 0.1}})
     moe(X)
     p = torch.softmax(X, -1)  # logits are x itself
     f = torch.tensor([2 / 3, 1 / 3])  # share of the 3 assignments
@@ -47,7 +48,7 @@ def test_aux_loss_by_hand():
 
 def test_sequence_wise_loss_by_hand():
     """V3 eqs. 17-20 on two sequences: [x0, x1] both to expert 0, and [x2] to expert 1."""
-    moe = two_experts("seq_aux", seq_aux_alpha=0.1)
+    moe = two_experts("seq_aux", balance_params={"seq_aux": {"alpha": 0.1}})
     moe(X, seq=torch.tensor([0, 0, 1]))
     e = math.e
     s0, s1, s2 = [e**2 / (e**2 + 1), 1 / (e**2 + 1)], [e / (e + 1), 1 / (e + 1)], [1 / (e + 1), e / (e + 1)]
@@ -65,8 +66,8 @@ def test_one_sequence_makes_the_sequence_loss_the_batch_loss():
     losses = []
     for rule in ("aux_loss", "seq_aux"):
         torch.manual_seed(1)
-        moe = MoE(MoEConfig(dim=8, n_experts=4, top_k=2, expert_dim=4, balance=rule, aux_loss_alpha=0.3,
-                            seq_aux_alpha=0.3, score_func="sigmoid")).train()
+        moe = MoE(MoEConfig(dim=8, n_experts=4, top_k=2, expert_dim=4, balance=rule,
+                            balance_params={rule: {"alpha": 0.3}}, score_func="sigmoid")).train()
         moe(x)  # a 2-D input is one sequence
         losses.append(moe.balance_loss.item())
     assert math.isclose(*losses, rel_tol=1e-5)
@@ -74,7 +75,7 @@ def test_one_sequence_makes_the_sequence_loss_the_batch_loss():
 
 def test_aux_loss_gradient_pushes_probability_off_the_busy_expert():
     torch.manual_seed(0)
-    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="aux_loss", aux_loss_alpha=1.0)
+    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="aux_loss", balance_params={"aux_loss": {"alpha": 1.0}})
     moe = MoE(cfg).train()
     with torch.no_grad():
         moe.gate.weight.zero_()
@@ -90,7 +91,7 @@ def test_aux_loss_gradient_pushes_probability_off_the_busy_expert():
 
 
 def test_bias_rule_by_hand():
-    cfg = MoEConfig(dim=4, n_experts=4, top_k=1, expert_dim=4, balance="bias", bias_update_speed=0.1)
+    cfg = MoEConfig(dim=4, n_experts=4, top_k=1, expert_dim=4, balance="bias", balance_params={"bias": {"gamma": 0.1}})
     moe = MoE(cfg).train()
     moe.pending_load = torch.tensor([5.0, 1.0, 2.0, 0.0])  # mean 2
     balance.after_step(One(moe))
@@ -103,7 +104,7 @@ def test_bias_rule_by_hand():
 
 def test_bias_rule_balances_a_lopsided_router():
     torch.manual_seed(0)
-    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="bias", bias_update_speed=0.02,
+    cfg = MoEConfig(dim=8, n_experts=4, top_k=1, expert_dim=4, balance="bias", balance_params={"bias": {"gamma": 0.02}},
                     score_func="sigmoid")
     moe = MoE(cfg).train()
     with torch.no_grad():
@@ -127,7 +128,7 @@ def test_eval_forwards_do_not_move_the_bias():
 
 
 def test_v3_recipe_combines_the_bias_and_the_sequence_loss():
-    moe = two_experts("bias+seq_aux", seq_aux_alpha=0.1, bias_update_speed=0.5)
+    moe = two_experts("bias+seq_aux", balance_params={"seq_aux": {"alpha": 0.1}, "bias": {"gamma": 0.5}})
     assert moe.gate.biased and [type(r).__name__ for r in moe.rules] == ["BiasUpdate", "SequenceAuxLoss"]
     moe(X, seq=torch.tensor([0, 0, 1]))
     assert math.isclose(moe.balance_loss.item(), 0.15370, abs_tol=1e-5)  # the loss part, as seq_aux alone

@@ -5,13 +5,14 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from toyds import checkpoint
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.model import GPT, make_config
+from toyds.core.model import GPT, make_config
+from toyds.train import checkpoint
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def models():
@@ -147,8 +148,8 @@ def dead_pid() -> int:
 def test_a_killed_save_leaves_no_temp_file_for_ever(tmp_path):
     # a real SIGKILL in the middle of torch.save, in a child process
     path = tmp_path / "m.pt"
-    child = ("import os, signal, torch, toyds.checkpoint as c\n"
-             "from toyds.model import GPT, make_config\n"
+    child = ("import os, signal, torch, toyds.train.checkpoint as c\n"
+             "from toyds.core.model import GPT, make_config\n"
              "def dies(obj, f): f.write(b'x' * 4096); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
              "c.torch.save = dies\n"
              f"c.save_checkpoint({str(path)!r}, GPT(make_config('tiny')))\n")
@@ -197,12 +198,12 @@ def test_every_malformed_file_is_one_clear_value_error(tmp_path):
         "list.pt": ([1, 2], "it holds a list, not a dict"),
         "novocab.pt": ({k: v for k, v in state.items() if k != "vocab"}, "it has no 'vocab' entry"),
         "unknown.pt": ({**state, "config": {**state["config"], "colour": "red"}},
-                       "its config has the unknown field 'colour'; a GPTConfig has \\['vocab_size'"),
+                       "its config does not build a model .*the config has the unknown field 'colour'; a GPTConfig has \\['attn'"),
         "vocabtype.pt": ({**state, "vocab": "0123"}, "its 'vocab' entry is a str, expected a list"),
         "dimtype.pt": ({**state, "config": {**state["config"], "dim": "64"}},
                        "its config does not build a model .*GPTConfig.dim must be a positive integer, got '64'"),
         "moe.pt": ({**state, "config": {**state["config"], "ffn": "moe", "moe": {"experts": 4}}},
-                   "its config does not build a model \\(TypeError"),
+                   "its config does not build a model \\(ValueError: MoEConfig has no field 'experts'"),
         "weights.pt": ({**state, "model": {"embed.weight": [1.0]}},
                        "its 'model' entry should map names to tensors, but 'embed.weight' does not"),
     }
@@ -265,7 +266,8 @@ def test_an_unusable_device_is_not_called_corrupt(tmp_path, monkeypatch):
 def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
     import torch as _torch
 
-    from toyds.model import GPT as _GPT, make_config as _make_config
+    from toyds.core.model import GPT as _GPT
+    from toyds.core.model import make_config as _make_config
 
     _torch.manual_seed(0)
     good = save_checkpoint(tmp_path / "m.pt", _GPT(_make_config("tiny")))
@@ -276,3 +278,25 @@ def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
     with pytest.raises(ValueError, match=r"refusing to save .*m.pt: the weights blocks.0.attn.wo.weight hold NaN"):
         save_checkpoint(good, bad)
     assert good.read_bytes() == before  # the good checkpoint is untouched
+
+
+# ------------------------------------------ checkpoints of earlier layouts
+
+
+@pytest.mark.parametrize("name", ["dense", "moe", "mla_mtp", "dense_int8"])
+def test_checkpoints_saved_before_the_layout_still_load_and_compute_the_same(name):
+    """Saved by the flat-folder toyds (GPTConfig.mla, MoEConfig.bias_update_speed, ...): today's code loads
+    them, translates the old fields, and computes exactly the logits the old code did."""
+    data = Path(__file__).parent / "data" / "pre_layout"
+    model, _, meta = load_checkpoint(data / f"{name}.pt")
+    ref = torch.load(data / "logits.pt", weights_only=True)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(ref["input"]), ref["logits"][name])
+    assert meta["saved_by"].startswith("toyds before the 0.1 layout")
+    if name == "moe":  # bias_update_speed=0.002 and seq_aux_alpha=0.001 became the rules' own fields
+        layer = model.moe_layers()[0]
+        assert layer.cfg.balance_params == {"bias": {"gamma": 0.002}, "seq_aux": {"alpha": 0.001}}
+        assert [type(r).__name__ for r in layer.rules] == ["BiasUpdate", "SequenceAuxLoss"]
+        assert layer.rules[0].gamma == 0.002 and layer.rules[1].alpha == 0.001
+    if name == "mla_mtp":
+        assert model.cfg.attn == "mla" and model.cfg.attn_config.q_lora_rank == 6 and model.cfg.mtp_depth == 1

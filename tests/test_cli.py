@@ -1,10 +1,13 @@
 import pytest
 import torch
 
-from toyds.checkpoint import save_checkpoint
-from toyds.cli import build_parser, main, parse_problem
-from toyds.arithmetic import Problem
-from toyds.model import GPT, make_config
+from toyds.cli.main import build_parser, main
+from toyds.tasks.arithmetic import Arithmetic
+
+parse_problem = Arithmetic().parse
+from toyds.core.model import GPT, make_config
+from toyds.tasks.arithmetic import Problem
+from toyds.train.checkpoint import save_checkpoint
 
 
 def test_parse_problem():
@@ -72,12 +75,12 @@ def test_the_cli_and_the_examples_share_one_problem_syntax(capsys):
 @pytest.fixture
 def no_training(monkeypatch):
     """Any bad flag must be caught before training: training here fails the test."""
-    import toyds.train
+    import toyds.cli.commands
 
     def train_supervised(*a, **k):
         raise AssertionError("training started before the flags were checked")
 
-    monkeypatch.setattr(toyds.train, "train_supervised", train_supervised)
+    monkeypatch.setattr(toyds.cli.commands, "train_supervised", train_supervised)
 
 
 def one_line_error(capsys, command: str) -> str:
@@ -122,7 +125,7 @@ def test_train_force_replaces_a_regular_file(tmp_path, capsys):
     args = ["train", "--out", str(tmp_path / "notes.txt"), "--steps", "1", "--problems", "20", "--digits", "1",
             "--threads", "1", "--force"]
     assert main(args) == 0
-    from toyds.checkpoint import load_checkpoint
+    from toyds.train.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "notes.txt")[2]["corpus"] == "think"
 

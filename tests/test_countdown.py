@@ -1,5 +1,6 @@
 """Countdown-lite: the family worked by hand, the checker against hacks, the trace
-readers against hand-labelled completions, and the corpus against the checker."""
+readers against hand-labelled completions, and the corpus against the checker
+(tasks/countdown.py and tasks/countdown_reading.py)."""
 
 import itertools
 import random
@@ -7,11 +8,12 @@ import time
 
 import pytest
 
-from toyds import countdown as cd
-from toyds import countdown_behaviour as cb
-from toyds import countdown_rules as rules
-from toyds.countdown import Candidate, Countdown
-from toyds.tokenizer import Tokenizer
+from toyds.core.tokenizer import Tokenizer
+from toyds.rl.rewards import format_reward_batch
+from toyds.tasks import countdown as cd
+from toyds.tasks import countdown_reading as cb
+from toyds.tasks import countdown_reading as rules
+from toyds.tasks.countdown import Candidate, Countdown
 
 P = Countdown((8, 3, 1), 6)  # one solution: (8-3)+1
 NUMS, T = P.numbers, P.target
@@ -185,18 +187,18 @@ def test_batch_reward_matches_single():
     assert rules.accuracy_batch(comps, [NUMS] * 3, [T] * 3) == [1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="one numbers and one target"):
         rules.accuracy_batch(comps, [NUMS] * 2, [T] * 3)
-    assert rules.format_batch(["<think>a</think><answer>b</answer>", "<answer>b</answer>"]) == [1.0, 0.0]
+
 
 
 def test_grpo_scores_countdown_through_its_columns():
     """GRPO's weighted_rewards hands each reward its own problem's columns (numbers, target)."""
-    from toyds.grpo import weighted_rewards
+    from toyds.rl.grpo import weighted_rewards
 
     q = Countdown((4, 2, 9), 7)  # (9-4)+2
     problems = [P, P, P, q, q]
     comps = [GOOD, "<think>(8-3)+1</think><answer>(8+3)+1</answer><eos>", "<answer>(8-3)+1</answer><eos>",
              "<think>7-2=5 9-4=5-5=0 ok</think><answer>(9-4)+2</answer><eos>", GOOD]
-    total, per_fn = weighted_rewards([rules.accuracy_batch, rules.format_batch], [1.0, 0.5], comps, problems)
+    total, per_fn = weighted_rewards([rules.accuracy_batch, format_reward_batch], [1.0, 0.5], comps, problems)
     # right and formatted: 1 + 0.5; formatted, wrong: 0.5; right, no think block: 1; P's answer for q: 0.5
     assert total.tolist() == [1.5, 0.5, 1.0, 1.5, 0.5]
     assert per_fn["accuracy_batch"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]

@@ -4,12 +4,16 @@ import math
 import pytest
 import torch
 
-import toyds.distill as distill
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.distill import KINDS, KDConfig, check_compatible, evaluate_kd, is_on_policy_step, kd_loss, train_logit_kd
-from toyds.model import GPT, make_config
-from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, collate, encode_pairs, train_supervised
+import toyds.distill.kd as distill
+from toyds.core.model import GPT, make_config
+from toyds.core.tokenizer import Tokenizer
+from toyds.distill.kd import KDConfig, check_compatible, evaluate_kd, train_logit_kd
+from toyds.distill.losses import KINDS, kd_loss
+from toyds.distill.on_policy import is_on_policy_step
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.batches import collate, encode_pairs
+from toyds.train.supervised import TrainConfig, train_supervised
 
 # ------------------------------------------------------------ kd_loss by hand
 
@@ -279,9 +283,9 @@ def test_mixed_on_policy_share_and_moe_student(setup):
 def test_cached_teacher_gives_the_same_training_as_running_it_every_step():
     import copy
 
-    from toyds.distill import KDConfig, train_logit_kd
-    from toyds.model import GPT, make_config
-    from toyds.train import TrainConfig
+    from toyds.core.model import GPT, make_config
+    from toyds.distill.kd import KDConfig, train_logit_kd
+    from toyds.train.supervised import TrainConfig
 
     torch.manual_seed(0)
     teacher = GPT(make_config("tiny", n_layer=1))

@@ -1,4 +1,4 @@
-"""toyds/distributed.py against the single-process reference, on 2 real gloo ranks.
+"""toyds/parallel/distributed.py against the single-process reference, on 2 real gloo ranks.
 
 Each spawned test starts two processes (torch.multiprocessing, meeting through a
 file store in a fresh temporary folder), runs the same seeded layer or model on both, and checks inside the workers
@@ -18,14 +18,24 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds import balance
-from toyds.data_parallel import DataParallel
-from toyds.distributed import all_reduce_grads, all_reduce_mean, get_world_size, init, is_main, rank_seed, teardown
-from toyds.expert_parallel import ExpertParallelMoE, expert_parallel, local_experts
-from toyds.model import GPT, make_config
-from toyds.moe import MoE, MoEConfig
-from toyds.train import TrainConfig, train_supervised
+from toyds.core.model import GPT, make_config
+from toyds.moe import balance
+from toyds.moe.config import MoEConfig
+from toyds.moe.layer import MoE
+from toyds.parallel.data_parallel import DataParallel
+from toyds.parallel.distributed import (
+    all_reduce_grads,
+    all_reduce_mean,
+    get_world_size,
+    init,
+    is_main,
+    rank_seed,
+    teardown,
+)
+from toyds.parallel.expert_parallel import ExpertParallelMoE, expert_parallel, local_experts
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.supervised import TrainConfig, train_supervised
 
 TOL = 1e-5
 
@@ -117,7 +127,7 @@ def ep_cases(rank, world):
     cases = [
         dict(score_func="softmax", balance="bias", dispatch="sorted"),
         dict(score_func="sigmoid", balance="bias", n_groups=4, topk_groups=2, route_scale=1.5),
-        dict(score_func="softmax", balance="aux_loss", aux_loss_alpha=0.1, dispatch="grouped_mm"),
+        dict(score_func="softmax", balance="aux_loss", balance_params={"aux_loss": {"alpha": 0.1}}, dispatch="grouped_mm"),
     ]
     for kw in cases:
         cfg = MoEConfig(dim=16, n_experts=8, top_k=2, n_shared_experts=1, expert_dim=12, **kw)
@@ -125,7 +135,7 @@ def ep_cases(rank, world):
 
     # V3's recipe with sequences: (B, T, D) inputs, each rank holds whole sequences (rows of B)
     cfg = MoEConfig(dim=16, n_experts=8, top_k=2, expert_dim=12, score_func="sigmoid", balance="bias+seq_aux",
-                    seq_aux_alpha=0.05)
+                    balance_params={"seq_aux": {"alpha": 0.05}})
     moe = _seeded_moe(cfg)
     ep = ExpertParallelMoE(moe)
     X = torch.randn(5, 7, 16)  # 5 sequences of 7 tokens: 3 on rank 0, 2 on rank 1
@@ -180,7 +190,7 @@ def ddp_training(rank, world):
     assert rank_seed(7) == 7 + 10_000 * rank and is_main() == (rank == 0)
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "think")
     cfg = TrainConfig(steps=4, batch_size=9, warmup=1)  # 9 rows: shards of 5 and 4
-    mcfg = make_config("tiny", ffn="moe", moe=dict(balance="bias", bias_update_speed=0.01))
+    mcfg = make_config("tiny", ffn="moe", moe=dict(balance="bias", balance_params={"bias": {"gamma": 0.01}}))
     torch.manual_seed(0)
     single = GPT(mcfg)
     hist_single = train_supervised(single, pairs, cfg)  # one process, the whole batch, on every rank
@@ -243,10 +253,10 @@ def test_one_process_needs_no_launcher(monkeypatch):
 
 
 def _grpo_worker(rank, world):
-    from toyds.grpo import GRPOConfig, train_grpo
+    from toyds.rl.grpo import GRPOConfig, train_grpo
 
     torch.manual_seed(rank)  # different starting weights: DDP must copy rank 0's
-    model = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", bias_update_speed=0.01)))
+    model = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4, balance="bias", balance_params={"bias": {"gamma": 0.01}})))
     problems = sample_problems(64, digits=(1, 2), seed=0)
     cfg = GRPOConfig(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4, lr=1e-2)
     hist = train_grpo(model, problems, cfg, reward_fns=[lambda completions, **kw: [float(c[:1] == "7") for c in
@@ -267,7 +277,7 @@ def test_grpo_data_parallel_keeps_ranks_identical():
 
 
 def test_send_counts_by_hand():
-    from toyds.expert_parallel import send_counts
+    from toyds.parallel.expert_parallel import send_counts
 
     # 3 tokens, top-2, E = 4 experts on W = 2 ranks (experts 0 1 | 2 3)
     per_expert, send = send_counts(torch.tensor([[0, 3], [1, 3], [3, 2]]), 4, 2)

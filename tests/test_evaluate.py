@@ -1,5 +1,7 @@
-from toyds.arithmetic import Problem
-from toyds.evaluate import describe_mistake, score, summarise, think_length
+from toyds.evaluate.accuracy import score, summarise, think_length
+from toyds.tasks.arithmetic import Arithmetic, Problem
+
+TASK = Arithmetic(digits=(1, 2))
 
 P1, P2 = Problem(47, "+", 38, 2), Problem(3, "+", 4, 1)
 
@@ -10,7 +12,7 @@ def test_score_and_summary_by_hand():
         "<answer>75</answer><eos>",  # wrong, no thinking
         "<answer>7</answer><eos>",  # right, direct
     ]
-    records = score([P1, P1, P2], texts)
+    records = score(TASK, [P1, P1, P2], texts)
     assert [r["accuracy"] for r in records] == [1.0, 0.0, 1.0]
     assert [r["format"] for r in records] == [1.0, 0.0, 0.0]
     assert [r["thinks"] for r in records] == [1.0, 0.0, 0.0]
@@ -21,16 +23,19 @@ def test_score_and_summary_by_hand():
 
 
 def test_samples_map_back_to_their_problem():
-    records = score([P1, P2], ["<answer>85</answer>", "<answer>1</answer>", "<answer>7</answer>", "x"], samples=2)
+    records = score(TASK, [P1, P2], ["<answer>85</answer>", "<answer>1</answer>", "<answer>7</answer>", "x"], samples=2)
     assert [r["problem"] for r in records] == [P1, P1, P2, P2]
     assert [r["accuracy"] for r in records] == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_mistakes_read_like_a_person_would_say_them():
-    r = score([P1], ["<answer>75</answer><eos>"])[0]
-    assert describe_mistake(r) == "model says 47+38=75, truth 85"
-    r = score([P1], ["so 85<eos>"])[0]
-    assert describe_mistake(r).startswith("model says 47+38=no answer block in")
+    assert TASK.mistake(P1, "<answer>75</answer><eos>") == "model says 47+38=75, truth 85"
+    assert TASK.mistake(P1, "so 85<eos>").startswith("model says 47+38=no answer block in")
+
+
+def test_levels_follow_the_task_order():
+    s = summarise(score(TASK, [P2, P1], ["<answer>7</answer>", "<answer>85</answer>"]), TASK.levels)
+    assert list(s["by_difficulty"]) == ["1", "2"] and s["by_difficulty"]["2"]["n"] == 1
 
 
 def test_think_length():

@@ -143,7 +143,7 @@ def test_bench_moe(tmp_path):
 def test_03_r1_zero(tmp_path):
     run_script("examples/03_r1_zero.py", ["--preset", "tiny", "--pretrain-steps", "40", "--grpo-steps", "3",
                                           "--rm-grpo-steps", "2", "--prompts", "4", "--group", "4",
-                                          "--eval-per-digit", "8", "--samples", "2", "--pass-k", "2",
+                                          "--eval-per-level", "8", "--samples", "2", "--pass-k", "2",
                                           "--rm-prompts", "20", "--rm-steps", "5", "--max-new-tokens", "40",
                                           "--rm-dim", "16", "--threads", "1", "--out", str(tmp_path)])
     m = metrics(tmp_path)
@@ -214,13 +214,15 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
 @pytest.mark.parametrize("script, argv, says", [
     ("examples/03_r1_zero.py", ["--group", "1"], "argument --group: must be an integer >= 2, got '1'"),
     ("examples/03_r1_zero.py", ["--lr", "nan"], "argument --lr: must be a finite number in (0, 1], got 'nan'"),
-    ("examples/03_r1_zero.py", ["--eval-per-digit", "0"], "argument --eval-per-digit: must be an integer >= 1"),
+    ("examples/03_r1_zero.py", ["--eval-per-level", "0"], "argument --eval-per-level: must be an integer >= 1"),
     ("examples/04_distillation.py", ["--alpha", "2"], "argument --alpha: must be a finite number in [0, 1], got '2'"),
     ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
-    ("examples/07_aha.py", ["--length-cost", "-0.1"], "argument --length-cost: must be a finite number in [0, 1], got '-0.1'"),
+    ("examples/07_aha.py", ["--reward", "accuracy:1,length:inf"], "the weight of 'length' must be a finite number, got 'inf'"),
+    ("examples/07_aha.py", ["--reward", "accuracy:1,price:0.1"], "unknown reward 'price' for task 'countdown'"),
+    ("examples/03_r1_zero.py", ["--task", "countdown", "--ops", "x"], "--ops is an option of the arithmetic tasks"),
     ("examples/05_pipeline.py", ["--kd-alpha", "2"], "argument --kd-alpha: must be a finite number in [0, 1]"),
     ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),
-    ("examples/01_moe.py", ["--aux-alpha", "inf"], "argument --aux-alpha: must be a finite number"),
+    ("examples/01_moe.py", ["--aux-loss-alpha", "inf"], "argument --aux-loss-alpha: must be a finite number"),
     ("examples/00_arithmetic.py", ["--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
     ("examples/08_mla.py", ["--steps", "0"], "argument --steps: must be an integer >= 1, got '0'"),
     ("examples/08_mla.py", ["--deep-extra", "-1"], "argument --deep-extra: must be an integer >= 0, got '-1'"),
@@ -230,9 +232,9 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/benchmarks/bench_moe.py", ["--iters", "0"], "argument --iters: must be an integer >= 1, got '0'"),
 ])
 def test_bad_example_arguments_are_named_before_any_work(script, argv, says, capsys, monkeypatch):
-    import toyds.train
+    import toyds.train.supervised
 
-    monkeypatch.setattr(toyds.train, "train_supervised", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(toyds.train.supervised, "train_supervised", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(SystemExit):
         run_script(script, argv)
     assert says in capsys.readouterr().err
@@ -305,10 +307,3 @@ def test_07_aha_quick(tmp_path):
     assert all("eval_accuracy" not in h for h in plain["history"])
     assert [{k: v for k, v in h.items() if not k.startswith("eval_")} for h in seed0["history"]] == plain["history"]
     assert seed0["after"] == plain["after"] and seed0["history"][-1]["eval_accuracy"] == plain["after"]["accuracy"]
-
-
-def test_07_length_cost_prices_each_completion_token():
-    length_cost = load_script("examples/07_aha.py").length_cost
-    # "<think>8-3=5</think>" is 7 tokens: <think> 8 - 3 = 5 </think>; the empty completion costs nothing
-    assert length_cost(0.01)(completions=["<think>8-3=5</think>", ""]) == [pytest.approx(-0.07), 0.0]
-    assert length_cost(0.0)(completions=["<think>8-3=5</think>"]) == [0.0]

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from toyds.arithmetic import sample_problems
-from toyds.checkpoint import load_checkpoint
-from toyds.evaluate import rollout_measures
-from toyds.grpo import GRPOConfig, group_advantages, kl_k3, policy_loss, train_grpo, weighted_rewards, zero_signal_groups
-from toyds.model import GPT, make_config
+from toyds.core.model import GPT, make_config
+from toyds.rl.grpo import GRPOConfig, train_grpo, weighted_rewards
+from toyds.rl.grpo_loss import group_advantages, kl_k3, policy_loss, zero_signal_groups
+from toyds.tasks.arithmetic import Arithmetic, sample_problems
+from toyds.train.checkpoint import load_checkpoint
 
 # ------------------------------------------------------------- advantages
 
@@ -188,7 +188,7 @@ def test_trainer_raises_a_reward_it_is_given(ffn, tmp_path):
     model = tiny_model(ffn)
     cfg = GRPOConfig(steps=12, prompts_per_step=8, group_size=8, max_new_tokens=3, lr=1e-2, beta=0.02)
     ref_before = [p.clone() for p in model.parameters()]
-    hist = train_grpo(model, PROBLEMS, cfg, reward_fns=[seven_first], measure_fn=rollout_measures,
+    hist = train_grpo(model, PROBLEMS, cfg, reward_fns=[seven_first], measure_fn=Arithmetic().measure,
                       checkpoint=tmp_path / "p.pt")
     assert len(hist) == 12
     assert {"reward", "rewards/seven_first", "accuracy", "format_rate", "think_rate", "mean_length", "kl", "clip_frac",
@@ -259,6 +259,6 @@ def test_trainers_share_one_backward():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "toyds"
-    hits = [(f.name, line) for f in sorted(root.glob("*.py")) for line in f.read_text().splitlines()
-            if ".backward(" in line and not line.strip().startswith("#")]
-    assert [name for name, _ in hits] == ["trainer.py"], hits
+    hits = [(f.relative_to(root).as_posix(), line) for f in sorted(root.rglob("*.py"))
+            for line in f.read_text().splitlines() if ".backward(" in line and not line.strip().startswith("#")]
+    assert [name for name, _ in hits] == ["train/trainer.py"], hits

@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.rope import rope_tables
-from toyds.mla import MLA, MLAConfig, cache_bytes_per_token
-from toyds.model import GPT, GPTConfig, make_config
-from toyds.sampling import generate, left_pad
-from toyds.tokenizer import Tokenizer
+from toyds.core.model import GPT, GPTConfig, make_config
+from toyds.core.rope import rope_tables
+from toyds.core.sampling import generate, left_pad
+from toyds.core.tokenizer import Tokenizer
+from toyds.efficient.mla import MLA, MLAConfig, cache_bytes_per_token
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 
 tok = Tokenizer()
 IMPLS = ["naive", "absorb"]
@@ -16,13 +16,13 @@ IMPLS = ["naive", "absorb"]
 
 def mla_model(impl="absorb", q_lora_rank=0, **kw):
     torch.manual_seed(0)
-    return GPT(make_config("tiny", attn="mla", mla=dict(attn_impl=impl, q_lora_rank=q_lora_rank), **kw)).eval()
+    return GPT(make_config("tiny", attn="mla", attn_config=dict(attn_impl=impl, q_lora_rank=q_lora_rank), **kw)).eval()
 
 
 def with_impl(model, impl):
     """The same weights, run through the other inference path."""
     cfg = model.cfg.to_dict()
-    cfg["mla"]["attn_impl"] = impl
+    cfg["attn_config"]["attn_impl"] = impl
     twin = GPT(GPTConfig(**cfg)).eval()
     twin.load_state_dict(model.state_dict())
     return twin
@@ -159,7 +159,7 @@ def test_cache_bytes_per_token_follow_the_formulas():
     c = cache_bytes_per_token
     # MHA: 2 n_h d_h numbers per token per layer (V2 Table 1)
     assert all(c(k, B, L) == 2 * nh * hs * f32 for k in mha.new_caches(B, L))
-    cfg = mla_model().cfg.mla  # V2 ratios at d_h = 16: d_c = 64, d_rope = 8, d_nope = d_v = 16
+    cfg = mla_model().cfg.attn_config  # V2 ratios at d_h = 16: d_c = 64, d_rope = 8, d_nope = d_v = 16
     assert (cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim) == (64, 8, 16, 16)
     # MLA absorbed: d_c + d_rope numbers (V2 Table 1)
     assert all(c(k, B, L) == (64 + 8) * f32 for k in mla_model("absorb").new_caches(B, L))
@@ -169,7 +169,7 @@ def test_cache_bytes_per_token_follow_the_formulas():
 
 def test_rotary_tables_are_built_at_the_rope_width():
     m = mla_model()
-    assert m.rope_cos.shape == (m.cfg.block_size, m.cfg.mla.qk_rope_head_dim)
+    assert m.rope_cos.shape == (m.cfg.block_size, m.cfg.attn_config.qk_rope_head_dim)
 
 
 def test_param_count_by_hand():
@@ -184,7 +184,7 @@ def test_checkpoint_round_trip(tmp_path):
     m = mla_model("naive", q_lora_rank=8, mtp_depth=1)
     path = save_checkpoint(tmp_path / "mla.pt", m)
     back, _, _ = load_checkpoint(path)
-    assert back.cfg == m.cfg and isinstance(back.cfg.mla, MLAConfig)
+    assert back.cfg == m.cfg and isinstance(back.cfg.attn_config, MLAConfig)
     x = torch.randint(3, 53, (2, 9))
     assert torch.equal(back.eval()(x), m(x))
     assert any(k.startswith("blocks.0.attn.wkv_b") for k in back.state_dict())
@@ -210,17 +210,17 @@ def test_mla_config_errors(kw, match):
 
 def test_gpt_config_errors():
     mla = MLAConfig.v2_ratios(16)
-    with pytest.raises(ValueError, match="attn must be 'mha' or 'mla', got 'gqa'"):
+    with pytest.raises(ValueError, match=r"attn must be one of \['mha', 'mla'\] \(core/attention.py\), got 'gqa'"):
         GPTConfig(attn="gqa")
     with pytest.raises(ValueError, match="attn='mla' needs an MLAConfig"):
         GPTConfig(attn="mla")
-    with pytest.raises(ValueError, match="attn='mha' takes none"):
-        GPTConfig(mla=mla)
-    GPTConfig(attn="mla", mla=mla, dim=60, n_head=7)  # MLA heads need not split dim
+    with pytest.raises(ValueError, match="attn='mha' takes no attn_config"):
+        GPTConfig(attn_config=mla)
+    GPTConfig(attn="mla", attn_config=mla, dim=60, n_head=7)  # MLA heads need not split dim
 
 
 def test_absorbed_attention_equals_expanding_keys_and_values():
-    from toyds.mla import absorbed_attention
+    from toyds.efficient.mla import absorbed_attention
 
     torch.manual_seed(0)
     B, nh, T, S, dn, dr, dv, c = 2, 3, 2, 5, 4, 2, 3, 6

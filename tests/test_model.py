@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from toyds.model import GPT, GPTConfig, apply_rope, make_config, rope_tables
-from toyds.sampling import left_pad
+from toyds.core.model import GPT, GPTConfig, make_config
+from toyds.core.rope import apply_rope, rope_tables
+from toyds.core.sampling import left_pad
 
 
 def tiny(**kw):

@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from toyds.dispatch import grouped_mm_available
-from toyds.moe import Gate, MoE, MoEConfig
+from toyds.moe.config import MoEConfig
+from toyds.moe.dispatch import grouped_mm_available
+from toyds.moe.gate import Gate
+from toyds.moe.layer import MoE
 
 
 def logit(p):
@@ -179,7 +181,10 @@ def test_parameter_counts_by_hand():
         (dict(balance="loss"), "unknown balancing rule 'loss'"),
         (dict(capacity_factor=0), "capacity_factor must be None or a finite number > 0, got 0"),
         (dict(route_scale=float("nan")), "route_scale must be a finite number > 0, got nan"),
-        (dict(aux_loss_alpha=float("inf")), "aux_loss_alpha must be a finite number >= 0, got inf"),
+        (dict(balance="aux_loss", balance_params={"aux_loss": {"alpha": float("inf")}}),
+         "balancing rule 'aux_loss': alpha must be a finite number >= 0, got inf"),
+        (dict(balance="bias", balance_params={"bias": {"alpha": 1.0}}), "rule 'bias' has no parameter 'alpha'; its parameters are \\['gamma'\\]"),
+        (dict(balance="bias", balance_params={"aux_loss": {"alpha": 1.0}}), "'aux_loss' is not one of them"),
         (dict(n_experts=0), "n_experts must be a positive integer, got 0"),
         (dict(n_shared_experts=-1), "n_shared_experts must be an integer >= 0"),
         (dict(dispatch="magic"), "dispatch must be one of"),
@@ -206,7 +211,7 @@ def test_padding_is_neither_routed_nor_counted():
 
 
 def test_the_model_does_not_route_its_pad_tokens():
-    from toyds.model import GPT, make_config
+    from toyds.core.model import GPT, make_config
 
     torch.manual_seed(0)
     m = GPT(make_config("tiny", ffn="moe", moe=dict(n_experts=4)))
@@ -216,7 +221,7 @@ def test_the_model_does_not_route_its_pad_tokens():
 
 
 def test_route_is_the_gates_routing_as_a_pure_function():
-    from toyds.moe import route
+    from toyds.moe.gate import route
 
     cfg = MoEConfig(dim=8, n_experts=4, top_k=1, n_groups=2, topk_groups=1, balance="bias", score_func="sigmoid")
     gate = Gate(cfg)

@@ -4,14 +4,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import toyds.mtp
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.model import GPT, GPTConfig, make_config
-from toyds.mtp import loss_with_mtp, mtp_logits, mtp_loss, speculative_generate
-from toyds.sampling import generate
-from toyds.tokenizer import Tokenizer
-from toyds.train import collate, encode_pairs, make_optimizer
+import toyds.efficient.speculative
+from toyds.core.model import GPT, GPTConfig, make_config
+from toyds.core.sampling import generate
+from toyds.core.tokenizer import Tokenizer
+from toyds.efficient.mtp import loss_with_mtp, mtp_logits, mtp_loss
+from toyds.efficient.speculative import speculative_generate
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.batches import collate, encode_pairs
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
+from toyds.train.trainer import make_optimizer
 
 tok = Tokenizer()
 PROMPTS = [tok.encode("<bos>12+34="), tok.encode("<bos>7+8="), tok.encode("<bos>1234+5678=")]
@@ -171,7 +174,7 @@ def oracle(tokens, wrong=False):
 def test_perfect_and_useless_drafters(monkeypatch, wrong):
     m, N, K = no_eos(model(3)), 25, 3
     ref = generate(m, PROMPTS[:1], N, temperature=0)
-    monkeypatch.setattr(toyds.mtp, "draft", oracle(ref.sequences, wrong))
+    monkeypatch.setattr(toyds.efficient.speculative, "draft", oracle(ref.sequences, wrong))
     got, s = speculative_generate(m, PROMPTS[:1], N)
     assert torch.equal(got.sequences, ref.sequences)  # the main model decides, whatever the drafts
     if wrong:

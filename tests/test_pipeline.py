@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from toyds import pipeline
-from toyds.pipeline import PipelineConfig, run_pipeline
+from toyds.pipeline import pipeline
+from toyds.pipeline.pipeline import PipelineConfig, run_pipeline
 
 TINY = PipelineConfig(base_preset="tiny", base_steps=150, grpo_steps=2, grpo_prompts=4, group_size=2, sample_prompts=20,
-                      samples_per_prompt=4, student_steps=5, eval_per_digit=4, digits=(1,), logit_kd=True)
+                      samples_per_prompt=4, student_steps=5, eval_per_level=4, digits=(1,), logit_kd=True)
 
 
 @pytest.mark.slow
@@ -35,8 +35,9 @@ def test_an_interrupted_run_keeps_finished_stages_and_resumes(tmp_path, monkeypa
 
 
 def test_the_completion_cap_is_the_longest_worked_trace_plus_slack():
-    from toyds.arithmetic import Problem, think_completion
-    from toyds.tokenizer import Tokenizer
+    from toyds.core.tokenizer import Tokenizer
+    from toyds.tasks.arithmetic import Problem
+    from toyds.tasks.arithmetic_traces import think_completion
 
     # 999+999 has the longest trace of 1-3 digit sums: a carry in every column
     longest = len(Tokenizer().encode(think_completion(Problem(999, "+", 999, 3))))
@@ -49,7 +50,7 @@ def test_the_completion_cap_is_the_longest_worked_trace_plus_slack():
 def test_rejection_sampling_keeps_one_copy_of_each_text_and_stops_at_the_cap(tmp_path, monkeypatch):
     asked = {}
 
-    def fake_rejection_sample(policy, problems, k, **kwargs):
+    def fake_rejection_sample(policy, task, problems, k, **kwargs):
         asked.update(k=k, n=len(problems), **kwargs)
         return [("<bos>1+1=", "<answer>2</answer><eos>")], {"samples": k * len(problems), "kept": 1}
 
@@ -71,9 +72,9 @@ def _stage_files(tmp_path, cfg, stage="base"):
     """A finished stage on disk, as run_pipeline leaves it, without training anything."""
     import torch
 
-    from toyds.checkpoint import save_checkpoint
-    from toyds.model import GPT, make_config
-    from toyds.runs import write_json
+    from toyds.core.model import GPT, make_config
+    from toyds.experiment.output import write_json
+    from toyds.train.checkpoint import save_checkpoint
 
     run = pipeline.Run(tmp_path, cfg, "cpu", resume=True, log=lambda *a: None)
     torch.manual_seed(0)

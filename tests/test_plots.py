@@ -1,6 +1,6 @@
 import pytest
 
-from toyds import plots
+from toyds.experiment import plots
 
 HIST = {"rules": [{"step": s, "reward": s / 10} for s in range(1, 11)]}
 

@@ -3,12 +3,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toyds.checkpoint import load_checkpoint, save_checkpoint
-from toyds.model import GPT, make_config
-from toyds.quantize import (Int8Embedding, Int8Linear, dequantize, is_quantized, quantize_model, quantize_tensor,
-                            weight_bytes)
-from toyds.sampling import generate
-from toyds.tokenizer import Tokenizer
+from toyds.core.model import GPT, make_config
+from toyds.core.sampling import generate
+from toyds.core.tokenizer import Tokenizer
+from toyds.efficient.quantize import (
+    Int8Embedding,
+    Int8Linear,
+    dequantize,
+    is_quantized,
+    quantize_model,
+    quantize_tensor,
+    weight_bytes,
+)
+from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 
 tok = Tokenizer()
 
@@ -78,7 +85,7 @@ def test_embedding_rows():
 # ------------------------------------------------------------ a quantised model
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(attn="mla"), dict(attn="mla", mla=dict(attn_impl="naive"), mtp_depth=1),
+@pytest.mark.parametrize("kw", [dict(), dict(attn="mla"), dict(attn="mla", attn_config=dict(attn_impl="naive"), mtp_depth=1),
                                 dict(ffn="moe")])
 def test_model_logits_close_to_float(kw):
     m = tiny(**kw)
@@ -156,7 +163,7 @@ def test_tampered_checkpoints_are_refused(tmp_path):
     fpath = save_checkpoint(tmp_path / "f.pt", tiny())
     fstate = torch.load(fpath, weights_only=True)
     weights = {k: v.double() for k, v in fstate["model"].items()}
-    from toyds.checkpoint import weights_checksum
+    from toyds.train.checkpoint import weights_checksum
 
     with pytest.raises(ValueError, match="mis-shaped or mis-typed"):
         load_checkpoint(_resave(fpath, tmp_path / "c.pt", model=weights, sha256=weights_checksum(weights)))

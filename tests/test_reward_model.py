@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from toyds.model import make_config
-from toyds.reward_model import RewardModel, as_reward_fn, train_reward_model
-from toyds.train import TrainConfig
+from toyds.core.model import make_config
+from toyds.rl.reward_model import RewardModel, as_reward_fn, train_reward_model
+from toyds.train.supervised import TrainConfig
 
 
 def rm():

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toyds.arithmetic import Problem, direct_completion, think_completion, untagged_completion
-from toyds.rewards import (
+from toyds.core.tokenizer import SPECIALS
+from toyds.rl.rewards import (
     accuracy_reward,
     accuracy_reward_batch,
     combined_reward,
@@ -20,7 +20,8 @@ from toyds.rewards import (
     format_reward_batch,
     is_plain_integer,
 )
-from toyds.tokenizer import SPECIALS
+from toyds.tasks.arithmetic import Problem
+from toyds.tasks.arithmetic_traces import direct_completion, think_completion, untagged_completion
 
 P = Problem(347, "+", 589, 3)  # 936
 GOOD = think_completion(P)  # <think>7+9=16;4+8+1=13;3+5+1=9;so 936</think><answer>936</answer><eos>
@@ -273,11 +274,14 @@ def test_chat_completions_whose_thinking_a_parser_moved_out_still_score():
 
 
 def test_r1_rewards_with_weights_are_the_combined_reward():
-    from toyds.rewards import R1_REWARDS, R1_WEIGHTS
+    from toyds.rl.reward_registry import R1, resolve
+    from toyds.tasks.arithmetic import Arithmetic
 
+    fns, weights = resolve(R1, Arithmetic())
+    assert fns == [accuracy_reward_batch, format_reward_batch] and weights == [1.0, 0.5]
     texts = [GOOD, direct_completion(P), "<think>x</think><answer>935</answer>", "so 936"]
-    parts = [fn(completions=texts, answer=[936] * 4) for fn in R1_REWARDS]
-    weighted = [sum(w * p[i] for w, p in zip(R1_WEIGHTS, parts)) for i in range(4)]
+    parts = [fn(completions=texts, answer=[936] * 4) for fn in fns]
+    weighted = [sum(w * p[i] for w, p in zip(weights, parts)) for i in range(4)]
     assert weighted == combined_reward_batch(texts, [936] * 4)
 
 

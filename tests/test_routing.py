@@ -3,10 +3,9 @@ import math
 import pytest
 import torch
 
-from toyds import balance
-
-from toyds.model import GPT, make_config
-from toyds.routing import LoadCurve, load_stats, routed_tokens, specialisation, token_classes, validation_load
+from toyds.core.model import GPT, make_config
+from toyds.moe import balance
+from toyds.moe.routing import LoadCurve, load_stats, routed_tokens, specialisation, token_classes, validation_load
 
 
 def test_load_stats_by_hand():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from toyds.model import GPT, make_config
-from toyds.sampling import completion_logprobs, generate, sample_next
-from toyds.tokenizer import Tokenizer
+from toyds.core.model import GPT, make_config
+from toyds.core.sampling import completion_logprobs, generate, sample_next
+from toyds.core.tokenizer import Tokenizer
 
 tok = Tokenizer()
 

@@ -1,4 +1,4 @@
-"""toyds/seeds.py: seeds parsed, summaries against hand-worked figures, claims counted per seed."""
+"""toyds/experiment/seeds.py: seeds parsed, summaries against hand-worked figures, claims counted per seed."""
 
 import argparse
 import importlib.util
@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from toyds.seeds import Claim, add_seed_args, figure, judge, parse_seeds, run_seeds, submit_by_file, summarise
+from toyds.experiment.flags import add_seed_args, parse_seeds
+from toyds.experiment.seeds import Claim, figure, judge, run_seeds, submit_by_file, summarise
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [0, 1, 2]), ("1", [0]), ("0,4,7", [0, 4, 7]), (" 5 , 2 ", [5, 2])])

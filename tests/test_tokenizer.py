@@ -1,6 +1,6 @@
 import pytest
 
-from toyds.tokenizer import SPECIALS, VOCAB, Tokenizer
+from toyds.core.tokenizer import SPECIALS, VOCAB, Tokenizer
 
 tok = Tokenizer()
 

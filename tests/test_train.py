@@ -4,12 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.model import GPT, make_config
-from toyds.rope import segment_layout
-from toyds.tokenizer import Tokenizer
-from toyds.train import (TrainConfig, collate, collate_packed, encode_pairs, lr_at, masked_lm_loss, pack,
-                         train_supervised)
+from toyds.core.model import GPT, make_config
+from toyds.core.rope import segment_layout
+from toyds.core.tokenizer import Tokenizer
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.batches import collate, collate_packed, encode_pairs, pack
+from toyds.train.losses import masked_lm_loss
+from toyds.train.supervised import TrainConfig, lr_at, train_supervised
 
 tok = Tokenizer()
 
@@ -73,7 +75,7 @@ def test_training_lowers_loss_and_repeats_exactly():
 
 def test_moe_model_trains_and_updates_bias():
     torch.manual_seed(0)
-    m = GPT(make_config("tiny", ffn="moe", moe=dict(balance="bias", bias_update_speed=0.01)))
+    m = GPT(make_config("tiny", ffn="moe", moe=dict(balance="bias", balance_params={"bias": {"gamma": 0.01}})))
     pairs = build_corpus(sample_problems(200, digits=(1, 2)), "think")
     train_supervised(m, pairs, TrainConfig(steps=5, batch_size=8, warmup=1))
     assert any(moe.gate.bias.abs().sum() > 0 for moe in m.moe_layers())

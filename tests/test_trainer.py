@@ -1,16 +1,17 @@
-"""toyds/trainer.py: the one optimiser step and the loop every trainer shares."""
+"""toyds/train/trainer.py: the one optimiser step and the loop every trainer shares."""
 
 import math
 
 import pytest
 import torch
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.checkpoint import load_checkpoint
-from toyds.model import GPT, make_config
-from toyds.routing import LoadCurve
-from toyds.train import TrainConfig, train_supervised
-from toyds.trainer import NonFiniteError, fit, make_optimizer, optimizer_step
+from toyds.core.model import GPT, make_config
+from toyds.moe.routing import LoadCurve
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.checkpoint import load_checkpoint
+from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import NonFiniteError, fit, make_optimizer, optimizer_step
 
 PAIRS = build_corpus(sample_problems(200, digits=(1, 2)), "direct")
 
@@ -35,7 +36,7 @@ def test_every_step_logs_a_row_and_eval_figures_are_prefixed(tmp_path):
 
 
 def test_the_step_adds_the_balancing_loss_and_clips():
-    model = tiny("moe", balance="aux_loss", aux_loss_alpha=0.5)
+    model = tiny("moe", balance="aux_loss", balance_params={"aux_loss": {"alpha": 0.5}})
     opt = make_optimizer(model, 1e-3)
     x = torch.randint(3, 20, (4, 6))
     loss = model(x).square().mean()

@@ -1,4 +1,4 @@
-"""The workshop's checker (toyds/workshop.py, toyds/exercises.py): every solution passes, every
+"""The workshop's checker (toyds/workshop/checker.py, toyds/workshop/exercises.py): every solution passes, every
 untouched stub fails with a readable message, a participant's mistakes are explained, and the
 R1-Zero example runs with a participant's advantages."""
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from toyds.cli import main
-from toyds.exercises import EXERCISES
-from toyds.workshop import function_arg, load_function, run_check, show, solution_path, stub_path
+from toyds.cli.main import main
+from toyds.workshop.checker import run_check
+from toyds.workshop.compare import show
+from toyds.workshop.exercises import EXERCISES
+from toyds.workshop.participant import function_arg, load_function, solution_path, stub_path
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(EXERCISES)
@@ -147,10 +149,11 @@ def test_load_function_and_the_argparse_hook(tmp_path):
 
 
 def test_train_grpo_uses_the_given_advantage_fn():
-    from toyds.arithmetic import sample_problems
-    from toyds.grpo import GRPOConfig, group_advantages, train_grpo
-    from toyds.model import GPT, make_config
-    from toyds.rewards import R1_REWARDS, R1_WEIGHTS
+    from toyds.core.model import GPT, make_config
+    from toyds.rl.grpo import GRPOConfig, train_grpo
+    from toyds.rl.grpo_loss import group_advantages
+    from toyds.rl.reward_registry import R1, resolve
+    from toyds.tasks.arithmetic import Arithmetic, sample_problems
 
     calls = []
 
@@ -161,7 +164,8 @@ def test_train_grpo_uses_the_given_advantage_fn():
     torch.manual_seed(0)
     model = GPT(make_config("tiny"))
     cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=3, max_new_tokens=8)
-    train_grpo(model, sample_problems(10, digits=(1,)), cfg, reward_fns=R1_REWARDS, reward_weights=R1_WEIGHTS,
+    fns, weights = resolve(R1, Arithmetic())
+    train_grpo(model, sample_problems(10, digits=(1,)), cfg, reward_fns=fns, reward_weights=weights,
                advantage_fn=mine, progress=False)
     assert calls == [((6,), 3, "group")] * 2
 
@@ -172,7 +176,7 @@ def test_r1_zero_runs_with_a_participants_advantages(tmp_path):
 
     run_script("examples/03_r1_zero.py", ["--advantages", str(solution_path("advantages")), "--preset", "tiny",
                                           "--pretrain-steps", "20", "--grpo-steps", "2", "--prompts", "2",
-                                          "--group", "4", "--eval-per-digit", "3", "--samples", "1", "--pass-k", "1",
+                                          "--group", "4", "--eval-per-level", "3", "--samples", "1", "--pass-k", "1",
                                           "--digits", "1,2", "--max-new-tokens", "24", "--no-learned-rm",
                                           "--threads", "1", "--out", str(tmp_path)])
     assert [r["step"] for r in metrics(tmp_path)["history"]] == [1, 2]

@@ -1,28 +1,23 @@
 """toyds: the ideas behind DeepSeek-R1 and DeepSeek-V3, at toy scale, on a CPU.
 
-One concept per module:
-    tokenizer.py     characters and the <think>/<answer> tags
-    arithmetic.py    problems, worked traces and base-model corpora
-    layers.py        RMSNorm and SwiGLU
-    rope.py          rotary positions
-    model.py         the tiny GPT (dense or mixture-of-experts feed-forward; MHA or MLA)
-    mla.py           Multi-head Latent Attention and its small KV cache
-    mtp.py           multi-token prediction and self-speculative decoding
-    moe.py           DeepSeek-V3 routing, shared experts, load balancing, dispatch
-    routing.py       what the router did: load balance and expert specialisation
-    train.py         supervised training (pretraining and SFT)
-    sampling.py      batched sampling with a KV cache
-    evaluate.py      held-out accuracy, format, thinking, pass@k
-    checkpoint.py    atomic saves, safe loads
-    rewards.py       rule-based accuracy and format rewards
-    grpo.py          GRPO and R1-Zero
-    reward_model.py  a learned reward model, the alternative R1 avoided
-    distill.py       white-box and black-box distillation
-    pipeline.py      the whole story: MoE base -> R1-Zero -> rejection sampling -> students
-    distributed.py   data and expert parallelism on torch.distributed
-    plots.py         pictures (matplotlib extra) and their text forms
-    runs.py          what every example does the same way: flags, seeds, metrics.json
-    cli.py           the `toyds` command
+One idea per folder; each folder's __init__.py maps its modules:
+
+    core/        the model: tokenizer, RMSNorm and SwiGLU, rotary positions, attention, the GPT, sampling
+    moe/         DeepSeek-V3's mixture of experts: config, gate, layer, balancing rules, dispatch, routing stats
+    efficient/   cheaper to run: Multi-head Latent Attention, multi-token prediction, speculative decoding, int8
+    train/       the one optimiser step and loop, supervised training, batches, losses, checkpoints
+    tasks/       what the models learn: arithmetic, Countdown-lite, addition with checks; the Task seam
+    rl/          rule-based rewards and their registry, GRPO, a learned reward model
+    distill/     distillation: divergences, logit KD, on-policy KD, rejection sampling
+    evaluate/    held-out accuracy by difficulty, pass@k
+    parallel/    torch.distributed: data parallelism and expert parallelism
+    pipeline/    the whole story in one run: MoE base -> R1-Zero -> rejection sampling -> student
+    experiment/  what every script shares: flags, seeds and claims, metrics.json, pictures
+    workshop/    the exercises and their checker (`toyds check`)
+    cli/         the `toyds` command
+
+Nothing is imported here: a reader finds each idea where the folder says, and
+`from toyds.moe.gate import route` says where route lives.
 """
 
 __version__ = "0.1.0"

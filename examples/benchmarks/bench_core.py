@@ -3,7 +3,7 @@
     python examples/benchmarks/bench_core.py --out runs/bench_core
 
 1. Sampling 64 new tokens for a batch of 64 prompts, with the KV cache vs
-   recomputing the whole sequence at every step (toyds.sampling.generate with
+   recomputing the whole sequence at every step (toyds.core.sampling.generate with
    use_cache=False). Greedy decoding, so both produce the same tokens.
 2. Training tokens per second of toyds's GPT vs a reference transformer of the
    same shape (same widths, heads, SwiGLU, RMSNorm, rotary positions) written in
@@ -36,13 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toyds.arithmetic import build_corpus, sample_problems
-from toyds.model import GPT, make_config, rope_tables
-from toyds.runs import add_common_args, setup, write_metrics
-from toyds.sampling import generate
-from toyds.tokenizer import Tokenizer
-from toyds.train import TrainConfig, train_supervised
-from toyds.trainer import make_optimizer
+from toyds.core.model import GPT, make_config
+from toyds.core.rope import rope_tables
+from toyds.core.sampling import generate
+from toyds.core.tokenizer import Tokenizer
+from toyds.experiment.flags import HelpFormatter, add_common_args
+from toyds.experiment.output import setup, write_metrics
+from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import make_optimizer
 
 
 class ReferenceBlock(nn.Module):
@@ -133,7 +136,7 @@ def matmul_gflops(dim: int, rows: int = 4096, repeats: int = 20) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="small", help="model size preset")
     ap.add_argument("--batch", type=int, default=64, help="prompts (sampling) and sequences (training) per batch")
     ap.add_argument("--new-tokens", type=int, default=64, help="tokens to sample per prompt")

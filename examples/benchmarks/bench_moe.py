@@ -31,11 +31,13 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from toyds.layers import SwiGLU
-from toyds.dispatch import grouped_mm_available, resolve_dispatch
-from toyds.moe import MoE, MoEConfig
-from toyds.runs import _arg_type, add_common_args, at_least, setup, whole_numbers, write_metrics
-from toyds.trainer import show_progress
+from toyds.core.layers import SwiGLU
+from toyds.experiment.flags import HelpFormatter, add_common_args, arg_type, at_least, whole_numbers
+from toyds.experiment.output import setup, write_metrics
+from toyds.moe.config import MoEConfig
+from toyds.moe.dispatch import grouped_mm_available, resolve_dispatch
+from toyds.moe.layer import MoE
+from toyds.train.trainer import show_progress
 
 
 def fwd_bwd_seconds(layer, x: torch.Tensor, iters: int) -> float:
@@ -46,14 +48,14 @@ def fwd_bwd_seconds(layer, x: torch.Tensor, iters: int) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--dim", type=at_least(1), default=128, help="model width D")
     ap.add_argument("--expert-dim", type=at_least(1), default=128, help="hidden width H of each expert")
     ap.add_argument("--experts", type=at_least(2), default=8, help="routed experts E for the MoE vs dense comparison")
     ap.add_argument("--top-k", type=at_least(1), default=2, help="routed experts per token K")
     ap.add_argument("--shared", type=at_least(0), default=1, help="shared experts S")
-    ap.add_argument("--tokens", type=_arg_type(whole_numbers("--tokens", "512,4096")), default="512,4096", help="comma-separated token counts N")
-    ap.add_argument("--scaling-experts", type=_arg_type(whole_numbers("--scaling-experts", "8,64")), default="8,16,32,64", help="expert counts for the scaling run (at N = largest --tokens)")
+    ap.add_argument("--tokens", type=arg_type(whole_numbers("--tokens", "512,4096")), default="512,4096", help="comma-separated token counts N")
+    ap.add_argument("--scaling-experts", type=arg_type(whole_numbers("--scaling-experts", "8,64")), default="8,16,32,64", help="expert counts for the scaling run (at N = largest --tokens)")
     ap.add_argument("--iters", type=at_least(1), default=5, help="forward+backward passes per timed run")
     ap.add_argument("--repeats", type=at_least(1), default=7, help="timed runs per figure; the median is reported")
     add_common_args(ap, threads=1, seeds=None)

@@ -11,7 +11,7 @@ learns to write: two answers, one of them right; an answer hidden in its thinkin
     accuracy = 0  otherwise, and for anything that is not a str (never an exception)
 
 Write the three functions below (the two helpers are yours to use or not: the check
-calls accuracy_reward only). They keep the names and signatures of toyds.rewards's,
+calls accuracy_reward only). They keep the names and signatures of toyds.rl.rewards's,
 so your versions drop into the library unchanged. Never call int() or float() on the
 model's text, and never use str.isdigit(): both accept more than '0'-'9'.
 
@@ -22,10 +22,10 @@ Notebook: notebooks/02_rewards.ipynb. About 30 minutes.
 
 from __future__ import annotations
 
-from toyds.rewards import DIGITS, MAX_ANSWER_DIGITS, WHITESPACE, _has_tag, _is_end, _truth_text  # noqa: F401
-from toyds.tokenizer import ANSWER, END_ANSWER, END_THINK, EOS, THINK  # "<answer>", "</answer>", ...  # noqa: F401
+from toyds.rl.rewards import DIGITS, MAX_ANSWER_DIGITS, WHITESPACE, _has_tag, _is_end, _truth_text# noqa: F401
+from toyds.core.tokenizer import ANSWER, END_ANSWER, END_THINK, EOS, THINK# "<answer>", "</answer>", ...  # noqa: F401
 
-# given helpers (from toyds.rewards):
+# given helpers (from toyds.rl.rewards):
 #   _has_tag(s)          True if s contains any special tag (<think>, <answer>, <eos>, ...)
 #   _is_end(tail)        True if tail is only whitespace and at most one <eos>
 #   _truth_text(answer, max_digits)  the truth as its one accepted spelling: 936 -> '936'

@@ -7,7 +7,7 @@ reward is the baseline, so no value network is trained:
     A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)
 
 Write `group_advantages` below. It keeps the name and signature of
-toyds.grpo.group_advantages, so your version drops into the library unchanged.
+toyds.rl.grpo_loss.group_advantages, so your version drops into the library unchanged.
 
     toyds check advantages                                   # checks this file
     python examples/03_r1_zero.py --advantages workshop/exercises/advantages.py --no-learned-rm

@@ -13,7 +13,7 @@ For W = 2, E = 4 and copies routed to experts [[0, 3], [1, 3], [3, 2]]:
 per_expert = [1, 1, 1, 3] and send = [2, 4].
 
 Write `send_counts` below; it keeps the name and signature of
-toyds.expert_parallel.send_counts (which ExpertParallelMoE.routed calls), so your
+toyds.parallel.expert_parallel.send_counts (which ExpertParallelMoE.routed calls), so your
 version drops into the library unchanged.
 
     toyds check all_to_all_counts
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.expert_parallel import local_experts  # noqa: F401  local_experts(E, W, rank) -> range; raises unless W divides E
+from toyds.parallel.expert_parallel import local_experts# noqa: F401  local_experts(E, W, rank) -> range; raises unless W divides E
 
 
 def send_counts(experts: torch.Tensor, n_experts: int, world_size: int) -> tuple[torch.Tensor, list[int]]:

@@ -10,7 +10,7 @@ loss, whose gradient fights the language-modelling loss. DeepSeek-V3 (report, se
 An expert that took more than its share becomes a little less attractive, one that
 took less a little more. No gradient, no loss term.
 
-Write `bias_update` below; it keeps the name and signature of toyds.balance.bias_update
+Write `bias_update` below; it keeps the name and signature of toyds.moe.balance.bias_update
 (which the bias rule calls after each step), so your version drops into the library.
 
     toyds check bias_update

@@ -15,7 +15,7 @@ After the gate scores the E routed experts for each token (softmax, or V3's sigm
 Why the bias never weights: it exists to steer load, and if it scaled the output,
 balancing would change what the model computes; V3 keeps the two apart.
 
-Write `route` below; it keeps the name and signature of toyds.moe.route (which
+Write `route` below; it keeps the name and signature of toyds.moe.gate.route (which
 Gate.route calls), so your version drops into the library unchanged.
 
     toyds check gate
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.moe import MoEConfig
+from toyds.moe.config import MoEConfig
 
 
 def route(scores: torch.Tensor, cfg: MoEConfig, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ then the token losses are aggregated by loss_type (TRL's meanings):
     "dr_grpo"  sum(L * mask) / (rows * max_completion_length)
 
 Write `kl_k3` and `policy_loss` below; they keep the names and signatures of
-toyds.grpo's, so your versions drop into the library unchanged.
+toyds.rl.grpo_loss's, so your versions drop into the library unchanged.
 
     toyds check grpo_loss
 

@@ -13,7 +13,7 @@ softened by a temperature tau (Hinton et al. 2015):
 tau^2 undoes the 1 / tau^2 that softening puts on the gradients. Work in log space
 (log_softmax): logits of 1e4 must not overflow, and 0 log 0 counts as 0.
 
-Write `kd_loss` below; it keeps the name and signature of toyds.distill.kd_loss, so
+Write `kd_loss` below; it keeps the name and signature of toyds.distill.losses.kd_loss, so
 your version drops into the library unchanged.
 
     toyds check kd_loss

@@ -14,7 +14,7 @@ wkv_b, MLA's up-projection, holds per head i the rows [W_UK_i; W_UV_i]:
 wkv_b.view(nh, dn + dv, c)[i, :dn] is W_UK_i (dn, c) and [i, dn:] is W_UV_i (dv, c).
 
 Write `absorbed_attention` below; it keeps the name and signature of
-toyds.mla.absorbed_attention (which MLA calls with attn_impl="absorb"), so your version
+toyds.efficient.mla.absorbed_attention (which MLA calls with attn_impl="absorb"), so your version
 drops into the library unchanged. The check compares it with expanding the keys and
 values and attending as usual.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.mla import masked_softmax  # noqa: F401  masked_softmax(scores (B, nh, T, S), mask) -> probabilities
+from toyds.efficient.mla import masked_softmax# noqa: F401  masked_softmax(scores (B, nh, T, S), mask) -> probabilities
 
 
 def absorbed_attention(q_nope, q_pe, kv, k_pe, wkv_b: torch.Tensor, softmax_scale: float, mask=None) -> torch.Tensor:

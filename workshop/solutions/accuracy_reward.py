@@ -1,12 +1,12 @@
-"""Solution to the `accuracy_reward` exercise: toyds.rewards's own code, unchanged (is_plain_integer, extract_answer, accuracy_reward).
+"""Solution to the `accuracy_reward` exercise: toyds.rl.rewards's own code, unchanged (is_plain_integer, extract_answer, accuracy_reward).
 
     toyds check accuracy_reward --file workshop/solutions/accuracy_reward.py
 """
 
 from __future__ import annotations
 
-from toyds.rewards import DIGITS, MAX_ANSWER_DIGITS, _has_tag, _is_end, _truth_text, WHITESPACE
-from toyds.tokenizer import ANSWER, END_ANSWER, END_THINK, EOS, THINK
+from toyds.rl.rewards import DIGITS, MAX_ANSWER_DIGITS, _has_tag, _is_end, _truth_text, WHITESPACE
+from toyds.core.tokenizer import ANSWER, END_ANSWER, END_THINK, EOS, THINK
 
 
 def is_plain_integer(text: str, max_digits: int = MAX_ANSWER_DIGITS) -> bool:

@@ -1,4 +1,4 @@
-"""Solution to the `advantages` exercise: toyds.grpo's own code, unchanged (_nanstd, group_advantages).
+"""Solution to the `advantages` exercise: toyds.rl.grpo_loss's own code, unchanged (_nanstd, group_advantages).
 
     toyds check advantages --file workshop/solutions/advantages.py
 """

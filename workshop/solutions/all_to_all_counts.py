@@ -1,4 +1,4 @@
-"""Solution to the `all_to_all_counts` exercise: toyds.expert_parallel's own code, unchanged (send_counts).
+"""Solution to the `all_to_all_counts` exercise: toyds.parallel.expert_parallel's own code, unchanged (send_counts).
 
     toyds check all_to_all_counts --file workshop/solutions/all_to_all_counts.py
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.expert_parallel import local_experts
+from toyds.parallel.expert_parallel import local_experts
 
 
 def send_counts(experts: torch.Tensor, n_experts: int, world_size: int) -> tuple[torch.Tensor, list[int]]:

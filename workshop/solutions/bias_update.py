@@ -1,4 +1,4 @@
-"""Solution to the `bias_update` exercise: toyds.balance's own code, unchanged (bias_update).
+"""Solution to the `bias_update` exercise: toyds.moe.balance's own code, unchanged (bias_update).
 
     toyds check bias_update --file workshop/solutions/bias_update.py
 """

@@ -1,4 +1,4 @@
-"""Solution to the `gate` exercise: toyds.moe's own code, unchanged (route).
+"""Solution to the `gate` exercise: toyds.moe.gate's own code, unchanged (route).
 
     toyds check gate --file workshop/solutions/gate.py
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.moe import MoEConfig
+from toyds.moe.config import MoEConfig
 
 
 def route(scores: torch.Tensor, cfg: MoEConfig, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,8 +15,7 @@ def route(scores: torch.Tensor, cfg: MoEConfig, bias: torch.Tensor | None = None
 
     bias (E,), if given, is added to the scores for *choosing* experts only: the
     weights are the chosen experts' unbiased scores. With cfg.n_groups > 1 only the
-    cfg.topk_groups best groups are eligible. A pure function, so Gate.route and
-    the workshop's `gate` exercise (toyds check gate) share it.
+    cfg.topk_groups best groups are eligible. cfg is a MoEConfig (moe/config.py).
     """
     biased = bias is not None
     choice = scores + bias if biased else scores  # what selection sees

@@ -1,4 +1,4 @@
-"""Solution to the `grpo_loss` exercise: toyds.grpo's own code, unchanged (kl_k3, policy_loss).
+"""Solution to the `grpo_loss` exercise: toyds.rl.grpo_loss's own code, unchanged (kl_k3, policy_loss).
 
     toyds check grpo_loss --file workshop/solutions/grpo_loss.py
 """

@@ -1,4 +1,4 @@
-"""Solution to the `mla_absorb` exercise: toyds.mla's own code, unchanged (absorbed_attention).
+"""Solution to the `mla_absorb` exercise: toyds.efficient.mla's own code, unchanged (absorbed_attention).
 
     toyds check mla_absorb --file workshop/solutions/mla_absorb.py
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from toyds.mla import masked_softmax
+from toyds.efficient.mla import masked_softmax
 
 
 def absorbed_attention(q_nope, q_pe, kv, k_pe, wkv_b: torch.Tensor, softmax_scale: float, mask=None) -> torch.Tensor:
@@ -16,7 +16,7 @@ def absorbed_attention(q_nope, q_pe, kv, k_pe, wkv_b: torch.Tensor, softmax_scal
     q_nope (B, nh, T, dn), q_pe (B, nh, T, dr) rotated; kv (B, S, c) the normalised
     latents c_KV and k_pe (B, S, dr) the rotated shared key, cached or not; wkv_b
     (nh * (dn + dv), c) the weight of MLA.wkv_b, rows [W_UK_i; W_UV_i] per head;
-    mask as in Attention ("causal", None or bool (B, 1, T, S)). Equal to expanding
+    mask as in MultiHeadAttention ("causal", None or bool (B, 1, T, S)). Equal to expanding
     k_i = W_UK_i c and v_i = W_UV_i c and attending as usual ("naive"). A pure
     function, so MLA and the workshop's `mla_absorb` exercise share it.
     """

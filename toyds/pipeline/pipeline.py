@@ -1,0 +1,247 @@
+"""The whole R1 story in one run: MoE base -> R1-Zero -> rejection sampling -> small student.
+
+DeepSeek's path, as the V3 and R1 reports tell it, at toy scale:
+
+    base      pretrain a sparse MoE model on the mixed arithmetic corpus (V3: 2.1, 4)
+    r1_zero   GRPO from the base with accuracy + format rewards only (R1: 2.2)
+    samples   the RL model answers training problems k = 4 times; the rules keep the
+              distinct right, well-formed completions (R1: 2.3.3, rejection sampling)
+    student   a small *dense* model fine-tuned on those samples (R1: 2.4, how the
+              Qwen and Llama models were distilled); with logit_kd=True also
+              student_logit_kd, which matches the RL model's next-token distributions
+    evaluate  every model on the same held-out problems
+
+One function per stage, on any task (--task; arithmetic by default) with any rewards
+(--reward; R1's pair by default). Each writes DIR/stages/<stage>.pt (or .json)
+atomically, then DIR/stages/<stage>.metrics.json, last, with the settings it ran
+with; `resume=True` reruns a stage (and every later one) unless its recorded
+settings match this run's and its artefact loads (pipeline/stages.py). The R1
+pipeline's SFT cold start, its second RL stage and its non-reasoning data are left
+out: the toy keeps the R1-Zero branch and the distillation branch.
+Used by `toyds pipeline` and examples/05_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from toyds.core.model import GPT, make_config
+from toyds.distill.kd import KDConfig, train_logit_kd
+from toyds.distill.rejection import rejection_sample
+from toyds.evaluate.accuracy import evaluate
+from toyds.experiment.output import write_json
+from toyds.experiment.seeds import Claim
+from toyds.moe.routing import LoadCurve
+from toyds.pipeline.report import report
+from toyds.pipeline.stages import Stages
+from toyds.rl import reward_registry
+from toyds.rl.grpo import GRPOConfig, train_grpo
+from toyds.tasks.registry import make_task
+from toyds.train.checkpoint import save_checkpoint
+from toyds.train.supervised import TrainConfig, train_supervised
+
+
+@dataclass
+class PipelineConfig:
+    task: str = "arithmetic"  # the task (tasks/registry.py)
+    digits: tuple | None = None  # arithmetic tasks: difficulty levels, digits per operand (None: the task's 1,2,3)
+    ops: tuple | None = None  # arithmetic tasks: operations (None: the task's +)
+    reward: str = reward_registry.R1  # GRPO's rewards, name:weight pairs (rl/reward_registry.py)
+    base_preset: str = "small"  # size of the MoE base (its active parameters)
+    n_experts: int = 8  # routed experts per MoE layer
+    base_steps: int = 500  # base pretraining steps
+    base_lr: float = 3e-3  # base pretraining peak learning rate
+    grpo_steps: int = 80  # R1-Zero GRPO steps
+    grpo_prompts: int = 16  # prompts per GRPO step
+    group_size: int = 8  # G samples per prompt
+    grpo_lr: float = 5e-5  # GRPO learning rate
+    max_new_tokens: int = 0  # completion cap of GRPO and rejection sampling; 0 = the longest worked trace + 8
+    sample_prompts: int = 2000  # training problems the RL model answers for distillation
+    samples_per_prompt: int = 4  # k completions per problem (distinct right ones kept)
+    student_preset: str = "tiny"  # size of the dense student
+    student_steps: int = 1000  # student steps
+    student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
+    logit_kd: bool = False  # also train student_logit_kd (text + logits); examples/04 compares the two at length
+    kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
+    kd_temperature: float = 1.0  # softening tau of the logit KD
+    eval_per_level: int = 100  # held-out problems per difficulty level
+    seed: int = 0  # one seed for everything
+
+
+def headline(config: dict) -> list[str]:
+    """The figures a multi-seed run summarises: every model's accuracy and the student's ratio."""
+    models = ("base", "r1_zero", "student") + (("student_logit_kd",) if config.get("logit_kd") else ())
+    return [f"models.{m}.accuracy" for m in models] + ["student_over_r1_zero"]
+
+
+CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
+          Claim("R1-Zero beats its base by >= 0.3", "r1_zero_minus_base", ">=", 0.3)]
+QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, grpo_prompts=8, group_size=8,
+             sample_prompts=300, samples_per_prompt=2, student_steps=300, eval_per_level=30)
+
+# the settings each stage depends on, itself and through the stages before it (resume compares these)
+_SHARED = ("task", "digits", "ops", "seed", "eval_per_level")
+NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr")}
+NEEDS["r1_zero"] = NEEDS["base"] + ("reward", "grpo_steps", "grpo_prompts", "group_size", "grpo_lr", "max_new_tokens")
+NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
+NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr")
+NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
+
+
+def task_of(cfg: PipelineConfig):
+    """The pipeline's task, built from its name and the options given."""
+    return make_task(cfg.task, **{k: getattr(cfg, k) for k in ("digits", "ops") if getattr(cfg, k) is not None})
+
+
+def completion_cap(cfg: PipelineConfig) -> int:
+    """GRPO's and rejection sampling's completion cap: cfg.max_new_tokens, or (0) the longest worked trace + 8."""
+    return cfg.max_new_tokens or task_of(cfg).completion_cap()
+
+
+def _measure(model, task, test, seconds: float) -> dict:
+    res = evaluate(model, task, test)
+    return {"params_total": model.params_total(), "params_active": model.params_active(), "accuracy": res["accuracy"],
+            "by_difficulty": {d: r["accuracy"] for d, r in res["by_difficulty"].items()},
+            "format_rate": res["format_rate"], "think_rate": res["think_rate"],
+            "mean_think_length": res["mean_think_length"], "seconds": seconds}
+
+
+class Run(Stages):
+    """A pipeline run's stages under DIR/stages, each resumed only if its NEEDS settings match."""
+
+    def __init__(self, out: Path, cfg: PipelineConfig, device, resume: bool, log):
+        super().__init__(out, cfg, device, resume, log, NEEDS)
+        self.task = task_of(cfg)
+
+
+def budget(cfg: PipelineConfig, steps: int, lr: float) -> TrainConfig:
+    return TrainConfig.recipe(steps, lr, seed=cfg.seed)
+
+
+def stage_base(run: Run, train_problems, test):
+    """1. a sparse MoE model pretrained on the mixed corpus."""
+    cfg = run.cfg
+    if (m := run.finished("base", "base.pt")) and (model := run.load("base")):
+        run.log("base: resumed from checkpoint")
+        return model, m
+    run.ran("base", "base.pt")
+    torch.manual_seed(cfg.seed)
+    moe = dict(n_experts=cfg.n_experts, top_k=2, n_shared_experts=1, balance="bias")
+    model = GPT(make_config(cfg.base_preset, ffn="moe", moe=moe)).to(run.device)
+    curve = LoadCurve(layer=0, every=10)  # for the expert-load picture
+    t0 = time.perf_counter()
+    train_supervised(model, run.task.corpus(train_problems, "base", seed=cfg.seed),
+                     budget(cfg, cfg.base_steps, cfg.base_lr), desc="1/5 base (MoE)", step_callback=curve)
+    save_checkpoint(run.dir / "base.pt", model, meta={"stage": "base"})
+    return model, run.done("base", {**_measure(model, run.task, test, time.perf_counter() - t0),
+                                    "load_curve": curve.points})
+
+
+def stage_r1_zero(run: Run, base, rl_problems, test):
+    """2. GRPO with rule-based rewards, from a copy of the base."""
+    cfg = run.cfg
+    if (m := run.finished("r1_zero", "r1_zero.pt")) and (model := run.load("r1_zero")):
+        run.log("r1_zero: resumed from checkpoint")
+        return model, m
+    run.ran("r1_zero", "r1_zero.pt")
+    policy = copy.deepcopy(base)  # the base stays as it was, for the table and the heat-map
+    t0 = time.perf_counter()
+    gcfg = GRPOConfig(steps=cfg.grpo_steps, prompts_per_step=cfg.grpo_prompts, group_size=cfg.group_size,
+                      lr=cfg.grpo_lr, max_new_tokens=completion_cap(cfg), seed=cfg.seed)
+    fns, weights = reward_registry.resolve(cfg.reward, run.task)
+    history = train_grpo(policy, rl_problems, gcfg, reward_fns=fns, reward_weights=weights,
+                         measure_fn=run.task.measure, desc="2/5 R1-Zero GRPO")
+    save_checkpoint(run.dir / "r1_zero.pt", policy, meta={"stage": "r1_zero"})
+    m = _measure(policy, run.task, test, time.perf_counter() - t0)
+    m["history"] = [{k: r[k] for k in ("step", "reward", "accuracy", "format_rate", "think_rate", "mean_length")}
+                    for r in history]
+    return policy, run.done("r1_zero", m)
+
+
+def stage_samples(run: Run, policy):
+    """3. rejection sampling of the RL model's reasoning."""
+    cfg = run.cfg
+    if m := run.finished("samples", "samples.json"):
+        try:
+            kept = [tuple(p) for p in json.loads((run.dir / "samples.json").read_text())]
+            run.log("samples: resumed")
+            return kept, m
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+            run.log(f"samples: {run.dir / 'samples.json'} is unreadable ({e}); sampling again")
+    run.ran("samples", "samples.json")
+    t0 = time.perf_counter()
+    problems = run.task.sample(cfg.sample_prompts, "train", seed=cfg.seed + 2)
+    # k samples per problem, one copy of each distinct right completion (the rule of rejection-sampling
+    # fine-tuning, Yuan et al. 2023): k > 1 reaches the hard problems the RL model solves only sometimes
+    kept, stats = rejection_sample(policy, run.task, problems, cfg.samples_per_prompt,
+                                   max_new_tokens=completion_cap(cfg), seed=cfg.seed, dedupe=True)
+    write_json(run.dir / "samples.json", kept)
+    return kept, run.done("samples", {**stats, "seconds": time.perf_counter() - t0})
+
+
+def stage_student(run: Run, name: str, kept, policy, test):
+    """4. a small dense model distilled from the RL model: from its text (sequence KD, as R1
+    did) or from its text and its logits (student_logit_kd, white-box)."""
+    cfg = run.cfg
+    if (m := run.finished(name, f"{name}.pt")) and run.load(name) is not None:
+        run.log(f"{name}: resumed from checkpoint")
+        return m
+    run.ran(name, f"{name}.pt")
+    torch.manual_seed(cfg.seed)  # both students start from the same weights
+    student = GPT(make_config(cfg.student_preset)).to(run.device)
+    t0 = time.perf_counter()
+    train = budget(cfg, cfg.student_steps, cfg.student_lr)
+    if name == "student":
+        train_supervised(student, kept, train, desc="4/5 student: sequence KD")
+    else:
+        kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature, train=train)
+        train_logit_kd(student, policy, kept, kd, desc="5/5 student: logit KD")
+    save_checkpoint(run.dir / f"{name}.pt", student, meta={"stage": name})
+    return run.done(name, _measure(student, run.task, test, time.perf_counter() - t0))
+
+
+def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = False, log=print) -> dict:
+    """Run (or resume) every stage under `out`; returns the metrics dict."""
+    out = Path(out)
+    run = Run(out, cfg, device, resume, log)
+    t_start = time.perf_counter()
+    task = run.task
+    test = task.sample(cfg.eval_per_level * len(task.levels), "test", unique=True)  # small levels give what they hold
+    train_problems = task.sample(20000, "train", seed=cfg.seed)
+    rl_problems = task.sample(5000, "rl", seed=cfg.seed + 1)
+    metrics = {}
+    base, metrics["base"] = stage_base(run, train_problems, test)
+    log(f"base: {metrics['base']['params_total']:,} parameters, {metrics['base']['params_active']:,} active; "
+        f"held-out accuracy {metrics['base']['accuracy']:.3f}")
+    policy, metrics["r1_zero"] = stage_r1_zero(run, base, rl_problems, test)
+    log(f"r1_zero: held-out accuracy {metrics['r1_zero']['accuracy']:.3f}, "
+        f"format rate {metrics['r1_zero']['format_rate']:.3f}")
+    kept, samples = stage_samples(run, policy)
+    log(f"samples: kept {samples['kept']}/{samples['samples']} ({samples['keep_rate']:.0%}) right, well-formed completions")
+    if not kept:
+        raise RuntimeError("the RL model wrote no correct, well-formed completion to distil; train longer")
+    for name in ("student", "student_logit_kd")[: 2 if cfg.logit_kd else 1]:
+        metrics[name] = stage_student(run, name, kept, policy, test)
+        log(f"{name}: {metrics[name]['params_active']:,} active parameters, held-out accuracy "
+            f"{metrics[name]['accuracy']:.3f}")
+    pictures = report(out, task, metrics, base, kept, log)
+    keys = ("params_total", "params_active", "accuracy", "by_difficulty", "format_rate", "mean_think_length", "seconds")
+    return {"models": {n: {k: m[k] for k in keys} for n, m in metrics.items()},
+            "samples": {k: v for k, v in samples.items() if k != "settings"}, "config": asdict(cfg),
+            "pictures": pictures, "seconds_total": time.perf_counter() - t_start}
+
+
+def run_seed(args, seed: int) -> dict:
+    """One seed of `toyds pipeline --seeds N` (toyds/experiment/seeds.py runs it): the first seed's stages go in
+    args.out, the others' in args.out/seed-<s>. args.config holds the PipelineConfig's other fields."""
+    out = Path(args.out) if seed == args.seeds[0] else Path(args.out) / f"seed-{seed}"
+    m = run_pipeline(out, PipelineConfig(**{**args.config, "seed": seed}), device=args.device, resume=args.resume)
+    acc = {n: r["accuracy"] for n, r in m["models"].items()}
+    return {**m, "student_over_r1_zero": acc["student"] / max(acc["r1_zero"], 1e-9),
+            "r1_zero_minus_base": acc["r1_zero"] - acc["base"]}
