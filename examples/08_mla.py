@@ -276,7 +276,7 @@ def decode_table(args) -> tuple[dict, dict]:
 
 CLAIMS = [
     # "Little or nothing": 0.05 nats, below the seed-to-seed spread of either model's held-out loss at
-    # this budget (std 0.06-0.075 over 3 seeds in my runs), so a gap inside it is smaller than a change of seed.
+    # this budget (std 0.06-0.075 over 3 seeds: docs/lab/08_cheaper_to_run.md), so a gap inside it is smaller than a change of seed.
     Claim("MLA's held-out loss at most 0.05 above MHA's", "quality.loss_gap", "<=", 0.05),
     Claim("self-speculative decoding gives plain greedy's tokens", "mtp.identical", ">=", 1.0),
     Claim("depth-1 drafts accepted >= 85% of the time (V3: 85-90%)", "mtp.acceptance_depth1", ">=", 0.85),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from toyds.core.model import GPT, make_config
-from toyds.train import checkpoint
+from toyds.train import checkpoint, files
 from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -155,7 +155,7 @@ def test_a_killed_save_leaves_no_temp_file_for_ever(tmp_path):
              f"c.save_checkpoint({str(path)!r}, GPT(make_config('tiny')))\n")
     assert subprocess.run([sys.executable, "-c", child]).returncode == -signal.SIGKILL
     left = [p.name for p in tmp_path.iterdir()]
-    assert len(left) == 1 and checkpoint.TEMP_NAME.fullmatch(left[0])  # the killed save's temp file
+    assert len(left) == 1 and files.TEMP_NAME.fullmatch(left[0])  # the killed save's temp file
     save_checkpoint(path, models()[0])  # the next save to the folder removes it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 

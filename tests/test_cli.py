@@ -144,11 +144,14 @@ def test_solve_rejects_bad_flags(tmp_path, capsys, argv, says):
     assert says in err and "corrupt" not in err
 
 
-def test_solve_names_a_problem_too_long_for_the_model(tmp_path, capsys):
-    path = save_checkpoint(tmp_path / "m.pt", GPT(make_config("tiny")))
-    assert main(["solve", "1" * 200 + "+1", "--model", str(path)]) == 2
-    assert ("PROBLEM 111111111111...111111+1 has 202 characters, but this model's context holds 128 tokens: "
-            "a problem may have at most 125 characters") in one_line_error(capsys, "solve")
+@pytest.mark.parametrize("digits", [200, 4998])  # 4,998: past Python's 4,300-digit limit on int(str)
+@pytest.mark.parametrize("command", ["solve", "experts"])
+def test_a_problem_too_long_for_the_model_gets_one_sentence(tmp_path, capsys, digits, command):
+    path = save_checkpoint(tmp_path / "m.pt", GPT(make_config("tiny", ffn="moe")))
+    assert main([command, "1" * digits + "+1", "--model", str(path)]) == 2
+    err = one_line_error(capsys, command)
+    assert (f"PROBLEM 111111111111...111111+1 has {digits + 2} characters, but this model's context holds 128 "
+            f"tokens: a problem may have at most 125 characters") in err and "set_int_max_str_digits" not in err
 
 
 @pytest.mark.parametrize("command", [["pipeline", "--quick"], ["experts", "12+9", "--model", "m.pt"]])

@@ -15,7 +15,8 @@ def test_an_interrupted_run_keeps_finished_stages_and_resumes(tmp_path, monkeypa
         raise KeyboardInterrupt("power cut during the logit-KD student stage")
 
     monkeypatch.setattr(pipeline, "train_logit_kd", power_cut)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted in stage student_logit_kd; the finished stages \\(base, "
+                                                "r1_zero, samples, student\\) are kept in .*stages; rerun with --resume"):
         run_pipeline(tmp_path, TINY, log=lambda *a: None)
     stages = tmp_path / "stages"
     for stage in ("base", "r1_zero", "samples", "student"):
@@ -76,10 +77,13 @@ def _stage_files(tmp_path, cfg, stage="base"):
     from toyds.experiment.output import write_json
     from toyds.train.checkpoint import save_checkpoint
 
+    from toyds.pipeline.stages import file_sha256
+
     run = pipeline.Run(tmp_path, cfg, "cpu", resume=True, log=lambda *a: None)
     torch.manual_seed(0)
-    save_checkpoint(run.dir / f"{stage}.pt", GPT(make_config("tiny")), meta={"stage": stage})
-    write_json(run.dir / f"{stage}.metrics.json", {"accuracy": 0.5, "settings": run.settings(stage)})
+    path = save_checkpoint(run.dir / f"{stage}.pt", GPT(make_config("tiny")), meta={"stage": stage})
+    write_json(run.dir / f"{stage}.metrics.json", {"accuracy": 0.5, "settings": run.settings(stage),
+                                                   "sha256": file_sha256(path)})
     return run.dir
 
 
@@ -103,7 +107,7 @@ def test_resume_reads_the_checkpoint_and_the_metrics_before_trusting_them(tmp_pa
     stages = _stage_files(tmp_path, TINY)
     (stages / "base.pt").write_bytes(b"junk, not a checkpoint")
     ok, said = _resume(tmp_path, TINY)
-    assert not ok and said[0].startswith("base: cannot resume (") and "running the stage again" in said[0]
+    assert not ok and "is not the file this stage wrote" in said[0] and "running the stage again" in said[0]
     # and running it again stops before any training: the junk is not a toyds checkpoint, so it is not replaced
     with pytest.raises(ValueError, match="refusing to overwrite .*base.pt: it is a regular file but not a toyds"):
         run_pipeline(tmp_path, TINY, resume=True, log=lambda *a: None)
@@ -113,6 +117,47 @@ def test_resume_reads_the_checkpoint_and_the_metrics_before_trusting_them(tmp_pa
     (stages / "base.metrics.json").write_text(text[: len(text) // 2])  # truncated
     ok, said = _resume(tmp_path, TINY)
     assert not ok and said[0].startswith(f"base: {stages / 'base.metrics.json'} is unreadable (")
+
+
+def test_a_stage_is_kept_only_with_the_checkpoint_it_wrote(tmp_path):
+    """Another toyds checkpoint copied over stages/base.pt (a `toyds train --ffn moe --out RUN/stages/base.pt`):
+    its sha256 is not the one the stage recorded, so the stage runs again instead of building on it."""
+    import torch
+
+    from toyds.core.model import GPT, make_config
+    from toyds.train.checkpoint import save_checkpoint
+
+    stages = _stage_files(tmp_path, TINY)
+    torch.manual_seed(1)
+    save_checkpoint(stages / "base.pt", GPT(make_config("tiny", ffn="moe")))
+    ok, said = _resume(tmp_path, TINY)
+    assert not ok and said == [f"base: {stages / 'base.pt'} is not the file this stage wrote (its sha256 differs "
+                               f"from the one recorded in base.metrics.json: it was replaced or changed); running the "
+                               f"stage again"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_says_one_line_and_resume_goes_on(tmp_path, sig, code):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "toyds.cli", "pipeline", "--quick", "--threads", "1", "--out", str(tmp_path)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's child
+    while not (tmp_path / "stages" / "base.metrics.json").exists() and p.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err[-2000:]
+    assert err == (f"toyds pipeline: interrupted in stage r1_zero; the finished stages (base) are kept in "
+                   f"{tmp_path / 'stages'}; rerun with --resume to go on\n")
+    assert sorted(x.name for x in (tmp_path / "stages").iterdir()) == ["base.metrics.json", "base.pt"]  # no temp file
+    r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "base: resumed from checkpoint" in r.stdout
 
 
 def test_a_rerun_stage_reruns_every_later_stage(tmp_path):

@@ -5,6 +5,7 @@ R1-Zero example runs with a participant's advantages."""
 import inspect
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,13 +123,26 @@ def test_a_participant_file_that_raises_or_does_not_parse(tmp_path):
     assert "there is no file at" in run_check("gate", tmp_path / "none.py", say=quiet).problem
 
 
-def test_a_hang_is_stopped_and_explained(tmp_path):
-    """A participant's endless loop: the command says so and exits (run as a subprocess: a thread cannot be stopped)."""
-    path = write(tmp_path, "def bias_update(bias, load, gamma):\n    while True:\n        pass\n")
+@pytest.mark.parametrize("loop", ["while True:\n        pass", "sum(itertools.count())"], ids=["python", "in C"])
+def test_a_hang_is_stopped_and_explained(tmp_path, loop):
+    """An endless loop, in Python or inside C code (which never gives a thread the interpreter back):
+    the case is stopped at --timeout with the same sentence, and the command exits."""
+    path = write(tmp_path, f"import itertools\n\n\ndef bias_update(bias, load, gamma):\n    {loop}\n")
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "toyds.cli", "check", "bias_update", "--file", str(path),
                         "--timeout", "1"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert r.returncode == 1
-    assert "did not finish in 1 s: is there an endless loop" in r.stdout and "input: bias_update(" in r.stdout
+    assert r.returncode == 1 and time.perf_counter() - t0 < 60
+    assert "case 1, 'by hand: busy down, quiet up, average stays', did not finish in 1 s: is there an endless loop" \
+        in r.stdout and "input: bias_update(" in r.stdout
+
+
+def test_a_hang_at_import_and_a_crash_are_explained(tmp_path):
+    report = run_check("bias_update", write(tmp_path, "import itertools\nsum(itertools.count())\n"), timeout=1,
+                       say=quiet)
+    assert report.timed_out and "importing" in report.problem and "did not finish in 1 s" in report.problem
+    report = run_check("bias_update", write(tmp_path, "import os\n\n\ndef bias_update(bias, load, gamma):\n"
+                                                      "    os._exit(3)\n"), say=quiet)
+    assert "ended the checker's process (exit code 3)" in report.problem
 
 
 def test_show_reads_like_a_person_writes():

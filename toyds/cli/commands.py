@@ -8,7 +8,6 @@ flag; main() prints it as one line and exits with 2.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -24,6 +23,7 @@ from toyds.experiment.output import check_out_dir, write_metrics
 from toyds.experiment.seeds import run_seeds
 from toyds.moe.routing import routed_tokens
 from toyds.pipeline.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
+from toyds.pipeline.stages import Interrupted, terminate_as_interrupt
 from toyds.rl import reward_registry
 from toyds.rl.rewards import extract_answer, format_reward
 from toyds.tasks.arithmetic import parse_digits, parse_ops
@@ -43,16 +43,26 @@ def task_of(args):
     return make_task(args.task, **options)
 
 
+def _too_long(text: str, model) -> ValueError:
+    shown = text if len(text) <= 24 else f"{text[:12]}...{text[-8:]}"
+    return ValueError(f"PROBLEM {shown} has {len(text)} characters, but this model's context holds "
+                      f"{model.cfg.block_size} tokens: a problem may have at most {model.cfg.block_size - 3} "
+                      f"characters (<bos>, '=' and one answer token fill the rest)")
+
+
+def read_problem(task, text: str, model):
+    """The problem PROBLEM names, if the model's context can hold it: measured on the text first, so a
+    number of thousands of digits gets this sentence, not Python's limit on converting it to an int."""
+    if len(text.strip().rstrip("=:").replace(" ", "")) > model.cfg.block_size - 3:
+        raise _too_long(text.strip().rstrip("=:").replace(" ", ""), model)
+    return task.parse(text)
+
+
 def _prompt(problem, model, tok) -> list[int]:
     """The prompt's tokens, if the model's context holds them with room for an answer."""
     prompt = tok.encode(problem.prompt())  # <bos>, the problem's characters, "=" or ":"
     if len(prompt) >= model.cfg.block_size:
-        text = problem.text if len(problem.text) <= 24 else f"{problem.text[:12]}...{problem.text[-8:]}"
-        raise ValueError(
-            f"PROBLEM {text} has {len(problem.text)} characters, but this model's context holds "
-            f"{model.cfg.block_size} tokens: a problem may have at most {model.cfg.block_size - 3} characters "
-            f"(<bos>, '=' and one answer token fill the rest)"
-        )
+        raise _too_long(problem.text, model)
     return prompt
 
 
@@ -88,8 +98,8 @@ def cmd_solve(args) -> int:
     check_at_least("--samples", args.samples)
     torch.set_num_threads(args.threads)
     task = task_of(args)
-    problem = task.parse(args.problem)
     model, tok, _ = load_checkpoint(args.model, args.device)
+    problem = read_problem(task, args.problem, model)
     prompt = _prompt(problem, model, tok)
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
     g = generate(model, [prompt] * args.samples, model.cfg.block_size - len(prompt),
@@ -106,8 +116,9 @@ def cmd_solve(args) -> int:
 
 def cmd_experts(args) -> int:
     torch.set_num_threads(args.threads)
-    problem = task_of(args).parse(args.problem)
+    task = task_of(args)
     model, tok, _ = load_checkpoint(args.model, args.device)
+    problem = read_problem(task, args.problem, model)
     if not model.moe_layers():
         raise ValueError(f"{args.model} is a dense model (ffn='dense'): it has no experts to show")
     prompt = _prompt(problem, model, tok)
@@ -135,7 +146,14 @@ def cmd_pipeline(args) -> int:
     cfg = PipelineConfig(**{**(QUICK if args.quick else {}), "task": args.task, "reward": args.reward, **options})
     args.config = {k: v for k, v in asdict(cfg).items() if k != "seed"}
     t0 = time.perf_counter()
-    metrics = run_seeds(run_seed, args, headline(args.config), CLAIMS)
+    terminate_as_interrupt()
+    try:
+        metrics = run_seeds(run_seed, args, headline(args.config), CLAIMS)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, the stages kept, exit 128 + SIGINT
+        said = str(e) if isinstance(e, Interrupted) else (f"interrupted; the finished stages of every seed are kept "
+                                                          f"under {args.out}; rerun with --resume to go on")
+        print(f"toyds pipeline: {said}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)  # 130 after Ctrl-C, 143 after SIGTERM
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
     write_metrics(args.out, metrics)
     return 0
@@ -148,9 +166,5 @@ def cmd_check(args) -> int:
         return 0 if args.list else 2
     check_finite("--timeout", args.timeout, 0, low_ok=False)
     torch.set_num_threads(args.threads)
-    report = run_check(args.exercise, args.file, timeout=args.timeout)
-    if report.timed_out:  # the participant's code is still running in a thread Python cannot stop
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+    report = run_check(args.exercise, args.file, timeout=args.timeout)  # a hang is stopped with its process
     return 0 if report.passed else 1

@@ -125,9 +125,12 @@ def main(argv=None) -> int:
         check_at_least("--threads", args.threads)
         check_device(args.device)  # the examples' check: "not usable here", never "corrupt checkpoint"
         return args.fn(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # a bad flag, file or problem: named before any work
         print(f"toyds {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine refused (a full disk): one sentence, the previous file unchanged
+        print(f"toyds {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

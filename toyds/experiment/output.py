@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import random
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ import torch
 
 from toyds.experiment.flags import check_device
 from toyds.train.checkpoint import check_writable
+from toyds.train.files import atomic_write
 
 
 def setup(args, checkpoints: tuple[str, ...] = ()) -> torch.device:
@@ -84,13 +88,30 @@ def _clean(x):
 
 
 def write_json(path: Path, obj) -> Path:
-    """Write obj as JSON atomically: beside the file, then renamed over it, so a
-    reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2))
-    tmp.replace(path)
-    return path
+    """Write obj as JSON atomically (train/files.py: a temp file beside it, renamed over it), so a
+    reader, a crash or a full disk leaves the old file or the new one, never half of one."""
+    data = json.dumps(_clean(obj), indent=2).encode()
+    return atomic_write(path, lambda f: f.write(data), len(data))
+
+
+def machine() -> str:
+    """The machine a run was on, as a table names it: 'x86_64, 2 cores (AMD EPYC)'."""
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {os.cpu_count()} cores ({model})"
+
+
+def run_info() -> dict:
+    """What made a metrics.json: the command, when, where, with which torch."""
+    argv = ["toyds", *sys.argv[1:]] if Path(sys.argv[0]).name == "toyds" else ["python", *sys.argv]
+    return {"command": " ".join(argv), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def write_metrics(out: Path | None, metrics: dict) -> Path | None:
@@ -98,6 +119,6 @@ def write_metrics(out: Path | None, metrics: dict) -> Path | None:
     if out is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
-    path = write_json(out / "metrics.json", metrics)
+    path = write_json(out / "metrics.json", {**metrics, "run": run_info()})
     print(f"wrote {path}")
     return path

@@ -15,7 +15,7 @@ and each of the example's claims with the seeds it held on:
     "after RL, format rate >= 0.95": held on 3 of 3 seeds (1.000, 1.000, 0.990)
 
 metrics.json holds the first seed's metrics at the top level (each example's keys,
-as its issue names them), and "seeds" (every seed's full metrics), "summary"
+as its chapter names them), and "seeds" (every seed's full metrics), "summary"
 ({figure: {"mean", "std", "min", "max", "values"}}) and "claims" ({claim: {"held",
 "of", "values"}}). A claim is data, not prose: a name, a figure and a test.
 """

@@ -15,12 +15,10 @@ MoEConfig.dispatch picks one; "auto" chooses by device: grouped_mm on CUDA, wher
 one kernel for all experts is the point, and the loop on a CPU. On a CPU every path
 ends in the same E small matrix multiplies, one per expert, and the loop adds the
 least around them: no argsort of the N*K copies, no concatenation, one scatter per
-expert instead of one big one. examples/benchmarks/bench_moe.py measures all three
-(forward + backward against a dense SwiGLU of the same active width; D = H = 128,
-8 experts, top-2, 1 shared, 1 thread, medians of 7, on a quiet 2-core machine):
-at 4,096 tokens the loop took 1.25x dense, sorted 1.31x, grouped_mm 1.33x; at 512
-tokens 1.62x, 1.85x and 1.75x. The expert-parallel layer (toyds/parallel/expert_parallel.py)
-reuses run_blocks and run_grouped on the rows it receives.
+expert instead of one big one. examples/benchmarks/bench_moe.py times all three
+against a dense SwiGLU of the same active width (README chapter 1 has the ratios).
+The expert-parallel layer (parallel/expert_parallel.py) reuses run_blocks and
+run_grouped on the rows it receives.
 
 Shapes: N tokens, D model width, E experts, K top-k, H expert width, A = N*K copies.
 """

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from toyds.experiment.output import write_json
 from toyds.experiment.seeds import Claim
 from toyds.moe.routing import LoadCurve
 from toyds.pipeline.report import report
-from toyds.pipeline.stages import Stages
+from toyds.pipeline.stages import Interrupted, Stages
 from toyds.rl import reward_registry
 from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.tasks.registry import make_task
@@ -207,9 +208,19 @@ def stage_student(run: Run, name: str, kept, policy, test):
 
 
 def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = False, log=print) -> dict:
-    """Run (or resume) every stage under `out`; returns the metrics dict."""
-    out = Path(out)
-    run = Run(out, cfg, device, resume, log)
+    """Run (or resume) every stage under `out`; returns the metrics dict. A Ctrl-C (KeyboardInterrupt)
+    becomes pipeline.stages.Interrupted, which names the stage it stopped and the stages kept."""
+    run = Run(Path(out), cfg, device, resume, log)
+    try:
+        return _run_stages(run, Path(out), cfg, log)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:
+        kept = [s for s in run.kept if s != run.current]
+        raise Interrupted(run.current, kept, run.dir, getattr(e, "signum", signal.SIGINT)) from e
+
+
+def _run_stages(run: Run, out: Path, cfg: PipelineConfig, log) -> dict:
     t_start = time.perf_counter()
     task = run.task
     test = task.sample(cfg.eval_per_level * len(task.levels), "test", unique=True)  # small levels give what they hold
@@ -233,7 +244,7 @@ def run_pipeline(out: Path, cfg: PipelineConfig, device="cpu", resume: bool = Fa
     pictures = report(out, task, metrics, base, kept, log)
     keys = ("params_total", "params_active", "accuracy", "by_difficulty", "format_rate", "mean_think_length", "seconds")
     return {"models": {n: {k: m[k] for k in keys} for n, m in metrics.items()},
-            "samples": {k: v for k, v in samples.items() if k != "settings"}, "config": asdict(cfg),
+            "samples": {k: v for k, v in samples.items() if k not in ("settings", "sha256")}, "config": asdict(cfg),
             "pictures": pictures, "seconds_total": time.perf_counter() - t_start}
 
 

@@ -7,16 +7,13 @@ metrics the caller adds:
     {"format": "toyds-checkpoint-2", "config": {...}, "vocab": [...],
      "model": state_dict, "sha256": "9f2c...", "meta": {...}}
 
-Saving is atomic: the file is written beside its destination as
-`.NAME.toyds-<pid>.tmp`, flushed to disk, then renamed over it (os.replace is
-atomic on POSIX and Windows), so a crash mid-save leaves the previous checkpoint
-whole. A save replaces nothing, or a regular file that is itself a toyds
-checkpoint: never a directory, a symbolic link, a FIFO or a device (as root,
-`--out /dev/null` once replaced the machine's /dev/null), and an unrelated file
-only with force=True. New files get the permissions open() would give them
-(0666 minus the umask). A temp file whose writer was killed is removed by the
-next save to that folder. (The path is checked when the save starts: a file
-swapped in during the milliseconds of the write is not noticed.)
+Saving is atomic (train/files.py: a temp file beside the destination, renamed over
+it), so a crash, a Ctrl-C or a full disk mid-save leaves the previous checkpoint
+whole and no temp file behind; a full disk is named in one sentence. A save replaces
+nothing, or a regular file that is itself a toyds checkpoint: never a directory, a
+symbolic link, a FIFO or a device (as root, `--out /dev/null` once replaced the
+machine's /dev/null), and an unrelated file only with force=True. (The path is
+checked when the save starts: a file swapped in during the write is not noticed.)
 
 An int8 model (efficient/quantize.py) saves the same way, with "quantization":
 "int8" in the file; loading rebuilds the int8 layers before the weights go in, and
@@ -35,9 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import stat
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -49,11 +43,10 @@ from toyds.core.tokenizer import VOCAB, Tokenizer
 from toyds.efficient.quantize import SCHEME as QUANT_SCHEME
 from toyds.efficient.quantize import is_quantized, quantize_model
 from toyds.experiment.flags import check_device
+from toyds.train.files import atomic_write, describe
 
 FORMAT = "toyds-checkpoint-2"
 OLD_FORMATS = ("toyds-checkpoint-1",)  # no checksum: loaded, with a warning
-TEMP_NAME = re.compile(r"\.(?P<name>.+)\.toyds-(?P<pid>\d+)\.tmp")  # .NAME.toyds-<pid>.tmp
-STALE_AFTER = 24 * 3600  # seconds: a temp file this old is stale even if its pid is alive (reused)
 
 
 # --------------------------------------------------------------- checksum
@@ -70,23 +63,6 @@ def weights_checksum(weights: dict[str, torch.Tensor]) -> str:
 
 
 # ----------------------------------------------------- what may be replaced
-
-
-def describe(path: Path, follow_symlinks: bool = False) -> str | None:
-    """What is at `path`, in words ("a regular file", "a FIFO (named pipe)", ...); None if nothing."""
-    try:
-        st = os.stat(path) if follow_symlinks else os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file where a folder should be)
-        return None
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        return f"a symbolic link (to {os.readlink(path)})"
-    for test, words in [(stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
-                        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]:
-        if test(mode):
-            return words
-    return "not a regular file"
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -124,36 +100,6 @@ def check_writable(path, force: bool = False) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it on Windows: rely on the age alone
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. PermissionError: it exists, as another user's process
-        return True
-    return True
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temp files of killed saves in `folder`: toyds's own names only, writer gone or a day old."""
-    removed = []
-    for entry in os.scandir(folder):
-        m = TEMP_NAME.fullmatch(entry.name)
-        if not m or not entry.is_file(follow_symlinks=False):
-            continue
-        age = time.time() - entry.stat(follow_symlinks=False).st_mtime
-        if _alive(int(m["pid"])) and age < STALE_AFTER:
-            continue  # a save in progress, perhaps this one's twin in another process
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except FileNotFoundError:  # another save cleaned it first
-            pass
-    return removed
-
-
 # ------------------------------------------------------------------- save
 
 
@@ -164,8 +110,6 @@ def save_checkpoint(path, model: GPT, meta: dict | None = None, force: bool = Fa
     replace an unrelated regular file too, never a directory, link, FIFO or device.
     """
     path = check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:  # a NaN model is not worth keeping, and must not replace a good one
@@ -181,23 +125,8 @@ def save_checkpoint(path, model: GPT, meta: dict | None = None, force: bool = Fa
     }
     if is_quantized(model):
         state["quantization"] = QUANT_SCHEME
-    tmp = path.with_name(f".{path.name}.toyds-{os.getpid()}.tmp")
-    if describe(tmp) == "a regular file":  # left by an earlier process that had our pid
-        os.unlink(tmp)
-    # 0o666 and the umask: the permissions open() gives; mkstemp's 0600 hid checkpoints from the group
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # the atomic step: readers see the old file or the new one
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    needs = sum(t.numel() * t.element_size() for t in weights.values())  # the file is the tensors and a little
+    return atomic_write(path, lambda f: torch.save(state, f), needs)
 
 
 # ------------------------------------------------------------------- load

@@ -4,30 +4,26 @@
     toyds check advantages                              # the stub in workshop/exercises/advantages.py
     toyds check advantages --file my_advantages.py      # any file that defines group_advantages
 
-Each exercise (toyds/workshop/exercises.py) is one function cut out of toyds, with the name and
-signature it has there, so a participant's solution drops into the library unchanged.
-Its cases compare the participant's function with toyds's own on inputs chosen to
-teach: the expected value comes from the library, never from a copy of it. The report
-names the failing case, its input, the expected and the received value, what differs
-and a hint; it never prints code. A file that does not parse, raises, or runs past
-the timeout (an endless loop) gets a sentence instead of a traceback.
+Each exercise (workshop/exercises.py) is one function cut out of toyds, with the name
+and signature it has there, so a participant's solution drops into the library
+unchanged. Its cases compare the participant's function with toyds's own on inputs
+chosen to teach: the expected value comes from the library, never from a copy of it.
+The report names the failing case, its input, the expected and the received value,
+what differs and a hint; it never prints code. A file that does not parse, raises,
+or runs past the timeout (an endless loop) gets a sentence instead of a traceback.
 
-How it runs: the file is imported, and every case called, in a worker thread that the
-checker waits on for at most `timeout` seconds. Python cannot stop a thread, so after a
-timeout the caller must exit the process (the `toyds check` command does); tests that
-exercise a hang run the command in a subprocess.
-
-This file runs the cases and writes the report; loading a participant's file
-(load_function, for the demos, too) is toyds/workshop/participant.py, and showing and
-comparing values is toyds/workshop/compare.py. Their names are imported here as well, so
-`from toyds.workshop import load_function, show` keeps working.
+How it runs: the file is imported, and every case called, in a child process; the
+checker waits at most `timeout` seconds for each step and stops the child when a
+step overruns, so a loop inside C code (`sum(itertools.count())`, which never gives
+a thread the interpreter back) is stopped like a Python-level one. Loading the file
+is workshop/participant.py; showing and comparing values is workshop/compare.py.
 """
 
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,30 +55,6 @@ class Report:
         return not self.problem and bool(self.results) and all(r.passed for r in self.results)
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _in_thread(fn, timeout: float):
-    """fn() in a daemon thread; its result, its exception re-raised, or _Timeout."""
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001: SystemExit and KeyboardInterrupt from the file too
-            box["error"] = e
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise _Timeout
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def _signature_problem(fn, ref, name: str) -> str | None:
     got, want = inspect.signature(fn), inspect.signature(ref)
     plain = lambda s: [(p.name, p.kind, p.default) for p in s.parameters.values()]
@@ -92,11 +64,60 @@ def _signature_problem(fn, ref, name: str) -> str | None:
     return None
 
 
-def run_check(name: str, path=None, timeout: float = 10.0, say=print) -> Report:
+def _child(name: str, path: str, conn) -> None:
+    """In the child process: import the file, run the cases, send each outcome to the parent.
+
+    Messages: ("ready",), then ("problem", text) and stop, or ("imported",), then one
+    ("case", name, passed, detail, shown input, expected, received, hint) per case."""
+    ex: Exercise = EXERCISES[name]
+    conn.send(("ready",))
+    path = Path(path)
+    try:
+        module = _import(path)
+    except ParticipantError as e:
+        return conn.send(("problem", str(e)))
+    fns = {}
+    for fname, ref in zip(ex.functions, ex.references()):
+        fn = getattr(module, fname, None)
+        if not callable(fn):
+            return conn.send(("problem", f"{path} defines no function named {fname}. The exercise asks for\n"
+                                         f"    def {fname}{inspect.signature(ref)}\n(copy the stub "
+                                         f"workshop/exercises/{name}.py to start from it)"))
+        if sig := _signature_problem(fn, ref, fname):
+            return conn.send(("problem", sig))
+        fns[fname] = fn
+    conn.send(("imported",))
+    refs = dict(zip(ex.functions, ex.references()))
+    for case in ex.cases():
+        target = case.function or ex.functions[-1]
+        want, got = case.run(refs[target]), None
+        try:
+            got = case.run(fns[target])
+            detail = differ(got, want, case.atol, case.rtol)
+        except NotImplementedError:
+            return conn.send(("problem", f"{target} is not written yet: it raises NotImplementedError"
+                                         f"{_where(sys.exc_info()[2], path)}.\nOpen {_rel(path)}, replace the "
+                                         f"`raise NotImplementedError` with your code (the docstring and the equation "
+                                         f"above it say what to compute), then run `toyds check {name}` again."))
+        except BaseException as e:  # noqa: BLE001 (SystemExit and KeyboardInterrupt from the file too)
+            detail = f"your function raised {type(e).__name__}: {e}{_where(e.__traceback__, path)}"
+        raised = detail is not None and detail.startswith("your function raised")
+        conn.send(("case", case.name, detail is None, detail or "", case.shown, show(want),
+                   None if raised else show(got), case.hint))
+
+
+def _context():
+    """fork where the OS has it (the child starts in milliseconds), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def run_check(name: str, path=None, timeout: float = 10.0, say=print, startup: float = 120.0) -> Report:
     """Run exercise `name`'s cases against the file at `path` (default: its stub) and print the report.
 
-    Never raises for a participant's mistake: the report says what happened.
-    After a timeout (report.timed_out) a thread may still be running: exit the process.
+    Never raises for a participant's mistake: the report says what happened. Each step
+    (importing the file, each case) may take `timeout` seconds; the child process that
+    runs them is stopped when one overruns. `startup` bounds the child's own start.
     """
     if name not in EXERCISES:
         raise ValueError(f"unknown exercise {name!r}; exercises are {', '.join(EXERCISES)} (toyds check --list)")
@@ -117,69 +138,65 @@ def run_check(name: str, path=None, timeout: float = 10.0, say=print) -> Report:
     out(f"toyds check {name}: {ex.title}")
     out(f"  file: {_rel(path)}    function{'s' if len(ex.functions) > 1 else ''}: {', '.join(ex.functions)}"
         f"    (mirrors {', '.join(ex.mirrors)})")
-    try:
-        module = _in_thread(lambda: _import(path), timeout)
-    except _Timeout:
-        report.problem, report.timed_out = f"importing {path} did not finish in {timeout:g} s: is there an endless " \
-                                           f"loop at the top level of the file?", True
-        return _finish(report, ex, out)
-    except ParticipantError as e:
-        report.problem = str(e)
-        return _finish(report, ex, out)
-
-    fns = {}
-    for fname, ref in zip(ex.functions, ex.references()):
-        fn = getattr(module, fname, None)
-        if not callable(fn):
-            report.problem = (f"{path} defines no function named {fname}. The exercise asks for\n"
-                              f"    def {fname}{inspect.signature(ref)}\n(copy the stub workshop/exercises/{name}.py "
-                              f"to start from it)")
-            return _finish(report, ex, out)
-        sig = _signature_problem(fn, ref, fname)
-        if sig:
-            report.problem = sig
-            return _finish(report, ex, out)
-        fns[fname] = fn
-
-    out("")
+    here, there = _context().Pipe(duplex=False)
+    child = _context().Process(target=_child, args=(name, str(path), there), daemon=True)
+    child.start()
+    there.close()
+    cases = ex.cases()
     first_failure = None
-    for i, case in enumerate(ex.cases(), 1):
-        fn = fns[case.function or ex.functions[-1]]
-        ref = dict(zip(ex.functions, ex.references()))[case.function or ex.functions[-1]]
-        want = case.run(ref)
-        try:
-            got = _in_thread(lambda: case.run(fn), timeout)
-            detail = differ(got, want, case.atol, case.rtol)
-        except _Timeout:
-            report.results.append(CaseResult(case.name, False, "timeout"))
-            out(f"  FAIL  {case.name}")
-            report.problem = (f"case {i}, {case.name!r}, did not finish in {timeout:g} s: is there an endless loop "
-                              f"(a `while` whose condition never changes)?\n  input: {case.shown}")
-            report.timed_out = True
+
+    def receive(wait: float):
+        return here.recv() if here.poll(wait) else None
+
+    try:
+        if receive(startup) is None:
+            report.problem = "the checker's own process did not start; run the check again"
             return _finish(report, ex, out)
-        except NotImplementedError:
-            report.problem = (f"{case.function or ex.functions[-1]} is not written yet: it raises NotImplementedError"
-                              f"{_where(sys.exc_info()[2], path)}.\nOpen {_rel(path)}, replace the "
-                              f"`raise NotImplementedError` with your code (the docstring and the equation above it "
-                              f"say what to compute), then run `toyds check {name}` again.")
+        msg = receive(timeout)
+        if msg is None:
+            report.problem, report.timed_out = (f"importing {path} did not finish in {timeout:g} s: is there an endless "
+                                                f"loop at the top level of the file?"), True
             return _finish(report, ex, out)
-        except BaseException as e:  # noqa: BLE001
-            detail = (f"your function raised {type(e).__name__}: {e}{_where(e.__traceback__, path)}")
-        passed = detail is None
-        report.results.append(CaseResult(case.name, passed, detail or ""))
-        out(f"  {'ok  ' if passed else 'FAIL'}  {case.name}")
-        if not passed and first_failure is None:
-            first_failure = (i, case, want, got if "raised" not in (detail or "") else None, detail)
-    if first_failure:
-        i, case, want, got, detail = first_failure
+        if msg[0] == "problem":
+            report.problem = msg[1]
+            return _finish(report, ex, out)
         out("")
-        out(f"Case {i}, {case.name!r}, is the first to fail:")
-        out(f"  input:     {case.shown}")
-        out(f"  expected:  {show(want)}")
-        if "raised" not in detail:
-            out(f"  received:  {show(got)}")
+        for i, case in enumerate(cases, 1):
+            msg = receive(timeout)
+            if msg is None:
+                report.results.append(CaseResult(case.name, False, "timeout"))
+                out(f"  FAIL  {case.name}")
+                report.problem = (f"case {i}, {case.name!r}, did not finish in {timeout:g} s: is there an endless loop "
+                                  f"(a `while` whose condition never changes)?\n  input: {case.shown}")
+                report.timed_out = True
+                return _finish(report, ex, out)
+            if msg[0] == "problem":
+                report.problem = msg[1]
+                return _finish(report, ex, out)
+            _, case_name, passed, detail, shown, want, got, hint = msg
+            report.results.append(CaseResult(case_name, passed, detail))
+            out(f"  {'ok  ' if passed else 'FAIL'}  {case_name}")
+            if not passed and first_failure is None:
+                first_failure = (i, case_name, shown, want, got, detail, hint)
+    except EOFError:  # the child died without a word (a crash in C code, or os._exit in the file)
+        child.join(5)
+        report.problem = f"your code ended the checker's process (exit code {child.exitcode}) before it could report"
+        return _finish(report, ex, out)
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        here.close()
+    if first_failure:
+        i, case_name, shown, want, got, detail, hint = first_failure
+        out("")
+        out(f"Case {i}, {case_name!r}, is the first to fail:")
+        out(f"  input:     {shown}")
+        out(f"  expected:  {want}")
+        if got is not None:
+            out(f"  received:  {got}")
         out(f"  what differs: {detail}")
-        out(f"  hint: {case.hint}")
+        out(f"  hint: {hint}")
     return _finish(report, ex, out)
 
 
