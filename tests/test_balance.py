@@ -22,7 +22,7 @@ class One:
 
 def two_experts(rule: str, **kw) -> MoE:
     """E = 2, K = 1, D = 2, softmax over logits that are the input itself (gate weight = identity)."""
-    cfg = MoEConfig(dim=2, n_experts=2, top_k=1, n_shared_experts=0, expert_dim=2, balance=rule, **kw)
+    cfg = MoEConfig(dim=2, n_experts=2, top_k=1, n_shared_experts=0, expert_dim=2, balance=rule, score_func="softmax", **kw)
     moe = MoE(cfg).train()
     with torch.no_grad():
         moe.gate.weight.copy_(torch.eye(2))

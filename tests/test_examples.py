@@ -307,3 +307,19 @@ def test_07_aha_quick(tmp_path):
     assert all("eval_accuracy" not in h for h in plain["history"])
     assert [{k: v for k, v in h.items() if not k.startswith("eval_")} for h in seed0["history"]] == plain["history"]
     assert seed0["after"] == plain["after"] and seed0["history"][-1]["eval_accuracy"] == plain["after"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_09_transformers(tmp_path):
+    pytest.importorskip("trl")
+    run_script("examples/09_transformers.py", ["--quick", "--trl-steps", "2", "--eval-per-level", "5", "--threads", "1",
+                                               "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    assert set(m["export"]) == {"r1_zero", "student"}
+    assert m["export"]["student"]["target"] == "LlamaForCausalLM"
+    assert m["export"]["r1_zero"]["target"] == "Glm4MoeForCausalLM"  # the pipeline's MoE base: MHA + V3's gate
+    for row in m["export"].values():
+        assert row["max_abs_logit_diff"] < 1e-4 and row["greedy_identical"] == 1.0
+        assert row["hf_accuracy"] == row["toyds_accuracy"]
+    assert m["trl"]["steps"] == 2 and len(m["trl"]["history"]) == 2
+    assert (tmp_path / "hf" / "student" / "tokenizer.json").is_file()

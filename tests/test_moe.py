@@ -26,7 +26,7 @@ def gate_with_identity(**kw) -> Gate:
 
 
 def test_softmax_gate_by_hand():
-    g = gate_with_identity(top_k=2, balance="none")
+    g = gate_with_identity(top_k=2, balance="none", score_func="softmax")
     x = torch.tensor([[0.0, 2.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
     w, idx = g(x)
     z = 6 + math.e**2 + math.e  # sum of exp(logits)

@@ -12,6 +12,7 @@ One idea per folder; each folder's __init__.py maps its modules:
     evaluate/    held-out accuracy by difficulty, pass@k
     parallel/    torch.distributed: data parallelism and expert parallelism
     pipeline/    the whole story in one run: MoE base -> R1-Zero -> rejection sampling -> student
+    export/      a toyds model as a transformers model (Llama, DeepseekV3, Glm4Moe), and back
     experiment/  what every script shares: flags, seeds and claims, metrics.json, pictures
     workshop/    the exercises and their checker (`toyds check`)
     cli/         the `toyds` command

@@ -2,12 +2,13 @@
 
     toyds train --corpus think --out runs/think.pt     # a tiny GPT on worked traces (~1 min)
     toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
-    toyds solve "8,3,1 to 6" --task countdown --model runs/07/countdown.pt   # any task that reads problems
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
     toyds quantize --model runs/pipeline/stages/student.pt          # the student as int8: size, speed, accuracy
     toyds check --list                                 # the workshop's exercises (workshop/README.md)
     toyds check advantages --file my_advantages.py     # check a participant's exercise
+    toyds export runs/pipeline/stages/student.pt --out runs/student-hf     # a transformers folder (hf extra)
+    toyds import runs/student-hf --out runs/student.pt                     # and back
 
 Every subcommand runs on the CPU by default and takes --device. Every flag is checked
 before any work starts: a bad one gets one line naming it and its valid range, and
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from toyds.cli.commands import cmd_check, cmd_experts, cmd_pipeline, cmd_solve, cmd_train
+from toyds.cli.export import cmd_export, cmd_import
 from toyds.cli.quantize import cmd_quantize
 from toyds.core.model import PRESETS
 from toyds.experiment.flags import add_seed_args, check_at_least, check_device
@@ -94,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
     _common(p)
     p.set_defaults(fn=cmd_quantize)
+
+    p = sub.add_parser("export", help="write a checkpoint as a transformers folder (the hf extra)", formatter_class=fmt)
+    p.add_argument("model", type=Path, help="the toyds checkpoint to export")
+    p.add_argument("--out", type=Path, required=True, help="a new or empty folder (or an earlier export)")
+    _common(p)
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("import", help="read an exported transformers folder back into a toyds checkpoint",
+                       formatter_class=fmt)
+    p.add_argument("folder", type=Path, help="a folder `toyds export` wrote (perhaps trained on since)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a regular file that is not a checkpoint (never a folder, link or device)")
+    _common(p)
+    p.set_defaults(fn=cmd_import)
 
     p = sub.add_parser("pipeline", help="the whole R1 story: MoE base, R1-Zero, rejection sampling, distillation",
                        formatter_class=fmt)

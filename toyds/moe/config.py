@@ -26,7 +26,7 @@ class MoEConfig:
     top_k: int = 2  # routed experts per token K
     n_shared_experts: int = 1  # experts every token passes through (0 = none)
     expert_dim: int = 128  # hidden width H of each expert's SwiGLU
-    score_func: str = "softmax"  # "softmax" (DeepSeek-V2) or "sigmoid" (V3) affinity scores
+    score_func: str = "sigmoid"  # "sigmoid" (V3, the default) or "softmax" (DeepSeek-V2) affinity scores
     n_groups: int = 1  # experts split into this many groups (1 = no group limit)
     topk_groups: int = 1  # only the best this-many groups are eligible per token
     route_scale: float = 1.0  # the gate weights are multiplied by this
