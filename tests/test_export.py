@@ -151,7 +151,6 @@ def test_trl_grpo_trains_an_exported_model_with_toyds_rewards(tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
     from toyds.rl.reward_registry import R1, resolve
-
     from toyds.train.supervised import TrainConfig, train_supervised
 
     task = Arithmetic(digits=(1,))

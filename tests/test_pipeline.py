@@ -75,9 +75,8 @@ def _stage_files(tmp_path, cfg, stage="base"):
 
     from toyds.core.model import GPT, make_config
     from toyds.experiment.output import write_json
-    from toyds.train.checkpoint import save_checkpoint
-
     from toyds.pipeline.stages import file_sha256
+    from toyds.train.checkpoint import save_checkpoint
 
     run = pipeline.Run(tmp_path, cfg, "cpu", resume=True, log=lambda *a: None)
     torch.manual_seed(0)

@@ -22,7 +22,6 @@ from toyds.tasks.base import Task
 from toyds.tasks.countdown import Countdown, CountdownLite
 from toyds.tasks.registry import TASKS, add_task_args, make_task, register_task, task_from_args
 
-
 # ---------------------------------------------------------- a task of one's own
 
 

@@ -56,6 +56,20 @@ def test_lr_schedule_by_hand():
     assert [lr_at(s, cfg) for s in range(3)] == [0.25, 0.5, 0.75]
 
 
+def test_wsd_schedule_by_hand():
+    # 10 steps, warm-up 2, the last 30% (3 steps) decay linearly from 1.0 to 0.1
+    cfg = TrainConfig(steps=10, lr=1.0, min_lr=0.1, warmup=2, schedule="wsd", decay_share=0.3)
+    got = [lr_at(s, cfg) for s in range(10)]
+    want = [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 0.4, 0.1]
+    assert all(math.isclose(g, w) for g, w in zip(got, want)), got
+
+
+@pytest.mark.parametrize("field,value", [("schedule", "linear"), ("optimizer", "sgd"), ("decay_share", 0.0)])
+def test_bad_recipe_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(steps=10, warmup=1, **{field: value})
+
+
 def _run(seed, steps=30):
     torch.manual_seed(seed)
     m = GPT(make_config("tiny"))

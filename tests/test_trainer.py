@@ -1,5 +1,6 @@
 """toyds/train/trainer.py: the one optimiser step and the loop every trainer shares."""
 
+import copy
 import math
 
 import pytest
@@ -86,3 +87,40 @@ def test_load_curve_records_the_training_tokens_of_each_step():
     train_supervised(model, PAIRS, TrainConfig(steps=3, batch_size=8, warmup=1), step_callback=curve)
     assert [s for s, _ in curve.points] == [0, 1, 2]
     assert all(math.isclose(sum(shares), 1.0, rel_tol=1e-6) for _, shares in curve.points)
+
+
+def test_muon_takes_the_blocks_hidden_matrices_and_adamw_the_rest():
+    model = tiny("moe")
+    opt = make_optimizer(model, 1e-3, 0.1, kind="muon")
+    muon, adamw = opt.parts
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {by_id[id(p)] for g in muon.param_groups for p in g["params"]}
+    in_adamw = {by_id[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert in_muon and not in_muon & in_adamw and in_muon | in_adamw == set(by_id.values())
+    for n in in_muon:
+        assert n.startswith("blocks.") and ".gate." not in n and model.get_parameter(n).dim() == 2
+    assert any("emb" in n for n in in_adamw) and any(".gate." in n for n in in_adamw)
+    assert len(opt.param_groups) == len(muon.param_groups) + len(adamw.param_groups)  # fit() sets every lr
+
+
+def test_a_muon_run_lowers_the_loss_and_repeats_exactly():
+    cfg = TrainConfig(steps=20, batch_size=16, warmup=2, optimizer="muon", lr=1e-2)
+    runs = []
+    for _ in range(2):
+        runs.append(train_supervised(tiny(), PAIRS, cfg, progress=False))
+    assert runs[0][-1]["loss"] == runs[1][-1]["loss"]
+    assert runs[0][-1]["loss"] < 0.7 * runs[0][0]["loss"]
+
+
+def test_the_combined_optimiser_state_round_trips():
+    a, b = tiny(), tiny()
+    opt_a, opt_b = make_optimizer(a, 1e-2, kind="muon"), make_optimizer(b, 1e-2, kind="muon")
+    x = torch.randint(3, 20, (4, 6))
+    for _ in range(2):
+        optimizer_step(a, opt_a, a(x).square().mean())
+    b.load_state_dict(a.state_dict())
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # as from a file: no shared buffers
+    optimizer_step(a, opt_a, a(x).square().mean())
+    optimizer_step(b, opt_b, b(x).square().mean())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

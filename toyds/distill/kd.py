@@ -215,7 +215,7 @@ def train_logit_kd(student, teacher, pairs: list[tuple[str, str]], cfg: KDConfig
         update(loss)
         return {"loss": loss.item(), **stats, "on_policy": on}
 
-    opt = make_optimizer(student, tc.lr, tc.weight_decay, tc.betas)
+    opt = make_optimizer(student, tc.lr, tc.weight_decay, tc.betas, tc.optimizer)
     return fit(student, step_fn, tc.steps, opt=opt, lr_at=lambda step: lr_at(step, tc), grad_clip=tc.grad_clip,
                parallel=parallel, eval_fn=eval_fn, eval_every=tc.eval_every, step_callback=step_callback,
                checkpoint=checkpoint, save_every=tc.save_every, meta={"stage": desc}, desc=desc, progress=progress,

@@ -34,7 +34,9 @@ from toyds.core.tokenizer import Tokenizer
 from toyds.efficient.mtp import loss_with_mtp
 from toyds.train.batches import collate, collate_packed, encode_pairs
 from toyds.train.losses import masked_lm_loss
-from toyds.train.trainer import fit, make_optimizer
+from toyds.train.trainer import OPTIMIZERS, fit, make_optimizer
+
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass
@@ -52,6 +54,9 @@ class TrainConfig:
     pack: bool = True  # pack each batch's sequences into shared rows (same loss, fewer padded positions)
     mtp_lambda: float = 0.3  # weight of the multi-token prediction loss, for models with mtp_depth > 0 (V3: 0.3)
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the blocks' hidden matrices, AdamW for the rest
+    schedule: str = "cosine"  # after warm-up: "cosine" decay to min_lr, or "wsd" (stable, then a linear decay)
+    decay_share: float = 0.2  # wsd: the last share of the steps decays linearly to min_lr
 
     @classmethod
     def recipe(cls, steps: int, lr: float = 3e-3, batch_size: int = 64, seed: int = 0, **fields) -> TrainConfig:
@@ -72,12 +77,23 @@ class TrainConfig:
                              f"{self.weight_decay}")
         if not (0 <= self.warmup < self.steps):
             raise ValueError(f"warmup must be in [0, steps), got {self.warmup} with steps={self.steps}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 < self.decay_share <= 1:
+            raise ValueError(f"TrainConfig.decay_share must be in (0, 1], got {self.decay_share!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate for optimiser step `step` (0-based)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "wsd":  # warmup-stable-decay: lr until the last decay_share of the steps, then linearly down
+        start = cfg.steps - max(1, round(cfg.decay_share * cfg.steps))
+        if step < start:
+            return cfg.lr
+        return cfg.lr + (cfg.min_lr - cfg.lr) * (step - start + 1) / (cfg.steps - start)
     # cosine from lr down to min_lr over the remaining steps
     progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
@@ -117,7 +133,7 @@ def train_supervised(model, pairs: list[tuple[str, str]], cfg: TrainConfig, *, e
         raise ValueError(f"a training example has {longest} tokens; block_size is {model.cfg.block_size}")
     device = next(model.parameters()).device
     rng = random.Random(cfg.seed)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.optimizer)
     net = model if parallel is None else parallel.wrap(model)  # DDP averages gradients in backward
     model.train()
 

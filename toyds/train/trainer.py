@@ -40,12 +40,51 @@ class NonFiniteError(FloatingPointError):
     """A loss or gradient norm became NaN or infinite; training stopped before the update."""
 
 
-def make_optimizer(model, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.98)) -> torch.optim.AdamW:
-    """AdamW that decays matrices only (norm gains and biases are left alone)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+OPTIMIZERS = ("adamw", "muon")
+
+
+class Optimizers(torch.optim.Optimizer):
+    """Several optimisers stepped as one (Muon for the hidden matrices, AdamW for the rest): their
+    param_groups side by side, so fit() sets every group's learning rate as for one optimiser."""
+
+    def __init__(self, *parts: torch.optim.Optimizer):
+        self.parts = parts
+        self.param_groups = [g for o in parts for g in o.param_groups]
+        self.defaults, self.state = {}, {}
+
+    def step(self, closure=None):
+        for o in self.parts:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.parts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {"parts": [o.state_dict() for o in self.parts]}
+
+    def load_state_dict(self, state):
+        for o, s in zip(self.parts, state["parts"]):
+            o.load_state_dict(s)
+
+
+def make_optimizer(model, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.98), kind: str = "adamw"):
+    """AdamW that decays matrices only (norm gains and biases are left alone); or kind="muon": Muon
+    (torch.optim.Muon, with Moonshot's RMS matching so it takes AdamW's learning rate) for the hidden
+    weight matrices of the blocks, AdamW for the embedding, norms, gates and biases, as nanochat does."""
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {kind!r}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    hidden = {n for n, p in named if kind == "muon" and p.dim() == 2 and "blocks." in n and ".gate." not in n}
+    decay = [p for n, p in named if p.dim() >= 2 and n not in hidden]
+    no_decay = [p for n, p in named if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+    if not hidden:
+        return adamw
+    muon = torch.optim.Muon([p for n, p in named if n in hidden], lr=lr, weight_decay=weight_decay,
+                            adjust_lr_fn="match_rms_adamw")
+    return Optimizers(muon, adamw)
 
 
 def optimizer_step(model, opt, loss: torch.Tensor, *, grad_clip: float = 1.0, parallel=None,
