@@ -6,4 +6,5 @@
     batches.py      pairs as token ids, padded or packed into shared rows
     losses.py       the next-token loss with the prompt masked out
     checkpoint.py   atomic saves that replace only toyds checkpoints; safe, checked loads
+    files.py        atomic_write: free space checked first, temp file, fsync, os.replace
 """
