@@ -48,6 +48,7 @@ from toyds.rl.reward_registry import add_reward_arg, resolve
 from toyds.tasks.registry import add_task_args, task_from_args
 from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import OPTIMIZERS
 from toyds.workshop.participant import advantages_file, load_function
 
 KEYS = ("accuracy", "format_rate", "think_rate", "mean_length")
@@ -71,7 +72,7 @@ def pretrain_base(task, args, seed):
     torch.manual_seed(seed)
     model = GPT(make_config(args.preset, block_size=args.block)).to(args.device)
     problems = task.sample(args.pretrain_problems, "train", seed=seed)
-    cfg = TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, seed=seed)
+    cfg = TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, seed=seed, optimizer=args.optimizer)
     train_supervised(model, task.corpus(problems, "base", seed=seed), cfg, desc=f"seed {seed}: pretrain base")
     return model
 
@@ -220,6 +221,8 @@ def main(argv=None):
     ap.add_argument("--base", type=str, default=None, help="load this base checkpoint instead of pretraining one")
     ap.add_argument("--pretrain-steps", type=at_least(1), default=450, help="base model pretraining steps")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=3e-3, help="base pretraining peak lr")
+    ap.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+                    help="muon_attention: Muon for attention's matrices, AdamW for the rest (train/trainer.py)")
     ap.add_argument("--pretrain-problems", type=at_least(1), default=20000, help="problems in the base corpus")
     ap.add_argument("--grpo-steps", type=at_least(1), default=76, help="GRPO steps")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")

@@ -51,6 +51,7 @@ from toyds.tasks.arithmetic import Arithmetic
 from toyds.tasks.registry import add_arithmetic_args
 from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import OPTIMIZERS
 
 STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd")  # scratch only with --scratch
 
@@ -70,7 +71,7 @@ CLAIMS = [
 
 
 def budget(args, seed, steps=None, lr=None) -> TrainConfig:
-    return TrainConfig.recipe(steps or args.steps, lr or args.lr, seed=seed)
+    return TrainConfig.recipe(steps or args.steps, lr or args.lr, seed=seed, optimizer=args.optimizer)
 
 
 def train_teacher(args):
@@ -239,6 +240,8 @@ def main(argv=None):
     ap.add_argument("--on-policy", type=number(0, 1), default=0.0, help="logit_kd: share of steps on student samples (GKD)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-2,
                     help="peak learning rate of every student (tiny models like it high)")
+    ap.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+                    help="muon_attention: Muon for attention's matrices, AdamW for the rest (train/trainer.py)")
     ap.add_argument("--fraction", type=number(0, 1, low_open=True), default=0.05,
                     help="data-efficiency run: this share of the 20,000 training problems")
     ap.add_argument("--efficiency-steps", type=at_least(1), default=150,

@@ -165,3 +165,24 @@ def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
     assert run.finished("student", "student.pt") is not None
     run.ran("r1_zero", "r1_zero.pt")  # an earlier stage ran again: what came after it is stale
     assert run.finished("student", "student.pt") is None
+
+
+def test_set_types_each_field_as_its_default_and_names_what_is_wrong():
+    assert pipeline.parse_settings(["base_lr=1e-3", "grpo_steps=40", "student_optimizer=muon"]) == {
+        "base_lr": 1e-3, "grpo_steps": 40, "student_optimizer": "muon"}
+    with pytest.raises(ValueError, match="FIELD one of base_steps, .*got 'seed=3'"):
+        pipeline.parse_settings(["seed=3"])  # the seed has its own flag
+    with pytest.raises(ValueError, match="grpo_steps wants an integer, got '4.5'"):
+        pipeline.parse_settings(["grpo_steps=4.5"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        pipeline.parse_settings(["base_lr"])
+    with pytest.raises(ValueError, match=r"base_optimizer must be one of \('adamw', 'muon', 'muon_attention'\), got 'sgd'"):
+        PipelineConfig(base_optimizer="sgd")  # named before the base trains
+
+
+def test_a_different_optimiser_reruns_the_stage_it_trains(tmp_path):
+    _stage_files(tmp_path, TINY)
+    ok, said = _resume(tmp_path, PipelineConfig(**{**TINY.__dict__, "base_optimizer": "muon_attention"}))
+    assert not ok and said == ["base: finished with base_optimizer='adamw', this run has "
+                               "base_optimizer='muon_attention'; running it again"]
+    assert _resume(tmp_path, PipelineConfig(**{**TINY.__dict__, "student_optimizer": "muon"}))[0]  # base kept

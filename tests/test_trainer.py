@@ -104,6 +104,17 @@ def test_muon_takes_the_blocks_hidden_matrices_and_adamw_the_rest():
     assert len(opt.param_groups) == len(muon.param_groups) + len(adamw.param_groups)  # fit() sets every lr
 
 
+def test_muon_attention_takes_exactly_the_attention_matrices():
+    model = tiny("moe")
+    muon, adamw = make_optimizer(model, 1e-3, kind="muon_attention").parts
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {by_id[id(p)] for g in muon.param_groups for p in g["params"]}
+    expected = {n for n, p in model.named_parameters() if ".attn." in n and p.dim() == 2}
+    assert in_muon == expected and expected  # e.g. blocks.0.attn.wqkv.weight, blocks.0.attn.wo.weight
+    in_adamw = {by_id[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert any(".experts." in n for n in in_adamw) and not in_muon & in_adamw
+
+
 def test_a_muon_run_lowers_the_loss_and_repeats_exactly():
     cfg = TrainConfig(steps=20, batch_size=16, warmup=2, optimizer="muon", lr=1e-2)
     runs = []

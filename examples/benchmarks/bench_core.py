@@ -2,27 +2,22 @@
 
     python examples/benchmarks/bench_core.py --out runs/bench_core
 
-1. Sampling 64 new tokens for a batch of 64 prompts, with the KV cache vs
-   recomputing the whole sequence at every step (toyds.core.sampling.generate with
-   use_cache=False). Greedy decoding, so both produce the same tokens.
-2. Training tokens per second of toyds's GPT vs a reference transformer of the
-   same shape (same widths, heads, SwiGLU, RMSNorm, rotary positions) written in
-   the most obvious way: explicit q @ k^T, a mask and a softmax, separate q/k/v
-   projections. Both take the same forward + backward + AdamW step.
-3. Real (non-pad) training tokens per second on the mixed base corpus (direct
-   answers of ~12 tokens beside traces of ~40), through train_supervised itself:
-   batches packed several sequences to a row (TrainConfig(pack=True), the default)
-   vs one sequence per row, right-padded to the longest. And the model-FLOPs
-   utilisation of the packed run: MFU = 6 * params * real tokens/s / R, with R this
-   machine's float32 matmul rate, measured here at the model's width.
+1. Sampling 64 new tokens for 64 prompts, KV cache vs recomputing every step (same tokens).
+2. Training tokens/s of toyds's GPT vs a reference transformer of the same shape written
+   the obvious way (explicit q @ k^T, mask, softmax, separate q/k/v), same AdamW step.
+3. Real (non-pad) training tokens/s on the mixed base corpus through train_supervised,
+   packed (the default) vs padded; and MFU = 6 * params * real tokens/s / R, R this
+   machine's float32 matmul rate at the model's width, for the default recipe's
+   optimiser (muon_attention) and for AdamW alone.
+4. Steps to 0.95: chapter 0's traced tiny model (1-4 digit sums, 1,000 steps, lr 1e-2),
+   greedy on 100 held-out 3-digit sums every 50 steps, for the default recipe
+   (muon_attention) and the previous one (AdamW); None if never within the budget.
 
-Each measurement is the median of --repeats timed runs after a warm-up, and the
-two things compared alternate within each repeat so that load from elsewhere on a
-shared machine hits both. Takes about 1 minute on 2 cores. Prints the ratios;
-with --out DIR writes DIR/metrics.json:
-{"kv_cache_speedup": x, "train_tokens_per_s": {"toyds": t, "reference": r},
- "real_tokens_per_s": {"packed": p, "padded": q}, "packing_speedup": p / q, "mfu": f,
- "matmul_gflops": g, ...}
+Each timing is the median of --repeats runs after a warm-up, the two compared alternating
+within each repeat. About 1 minute on 2 cores plus 1.5 minutes per --converge-seeds seed.
+--out DIR writes DIR/metrics.json: "kv_cache_speedup", "train_tokens_per_s", "train_ratio",
+"real_tokens_per_s", "packing_speedup", "mfu", "mfu_adamw", "matmul_gflops", "steps_to_095"
+({"muon_attention": [step or None per seed], "adamw": [...]}).
 """
 
 from __future__ import annotations
@@ -40,9 +35,10 @@ from toyds.core.model import GPT, make_config
 from toyds.core.rope import rope_tables
 from toyds.core.sampling import generate
 from toyds.core.tokenizer import Tokenizer
+from toyds.evaluate.accuracy import evaluate
 from toyds.experiment.flags import HelpFormatter, add_common_args
 from toyds.experiment.output import setup, write_metrics
-from toyds.tasks.arithmetic import sample_problems
+from toyds.tasks.arithmetic import Arithmetic, sample_problems
 from toyds.tasks.arithmetic_traces import build_corpus
 from toyds.train.supervised import TrainConfig, train_supervised
 from toyds.train.trainer import make_optimizer
@@ -113,14 +109,28 @@ def time_train_steps(model, batch, steps):
     return time.perf_counter() - t0
 
 
-def real_tokens_per_s(model_cfg, pairs, pack: bool, steps: int, seed: int) -> tuple[float, float]:
+def real_tokens_per_s(model_cfg, pairs, pack: bool, steps: int, seed: int,
+                      optimizer: str = "muon_attention") -> tuple[float, float]:
     """(real tokens/s, share of the computed positions that were real) over `steps` training steps."""
     torch.manual_seed(seed)
     model = GPT(model_cfg)
     hist = train_supervised(model, pairs, TrainConfig(steps=steps, batch_size=64, warmup=0, lr=1e-3, min_lr=1e-3,
-                                                      pack=pack, seed=seed), progress=False)
+                                                      pack=pack, seed=seed, optimizer=optimizer), progress=False)
     tokens, slots = sum(r["tokens"] for r in hist), sum(r["slots"] for r in hist)
     return tokens / hist[-1]["seconds"], tokens / slots
+
+
+def steps_to_095(optimizer: str, seed: int, steps: int = 1000, every: int = 50) -> int | None:
+    """The first step at which chapter 0's traced model gets >= 0.95 of 100 held-out 3-digit sums."""
+    task = Arithmetic((1, 2, 3, 4))
+    pairs = task.corpus(task.sample(20000, "train", seed=seed), "think", seed=seed)
+    test = sample_problems(100, digits=(3,), split="test", unique=True)
+    torch.manual_seed(seed)
+    model = GPT(make_config("tiny"))
+    hist = train_supervised(model, pairs, TrainConfig.recipe(steps, 1e-2, 64, seed, optimizer=optimizer,
+                                                             eval_every=every),
+                            eval_fn=lambda m: {"acc3": evaluate(m, task, test)["accuracy"]}, progress=False)
+    return next((r["step"] + 1 for r in hist if r.get("eval_acc3", 0) >= 0.95), None)
 
 
 def matmul_gflops(dim: int, rows: int = 4096, repeats: int = 20) -> float:
@@ -144,6 +154,8 @@ def main(argv=None):
     ap.add_argument("--train-steps", type=int, default=5, help="training steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     ap.add_argument("--pack-steps", type=int, default=20, help="training steps per timed repeat of packed vs padded")
+    ap.add_argument("--converge-seeds", type=int, default=1, help="seeds of the steps-to-0.95 measurement (0 skips it)")
+    ap.add_argument("--converge-steps", type=int, default=1000, help="the budget of each steps-to-0.95 run")
     add_common_args(ap, seeds=None)
     args = ap.parse_args(argv)
     device = setup(args)
@@ -194,20 +206,31 @@ def main(argv=None):
         packed.append(tps_p)
         padded.append(tps_u)
     real = {"packed": statistics.median(packed), "padded": statistics.median(padded)}
+    adamw = statistics.median(real_tokens_per_s(cfg, pairs, True, args.pack_steps, args.seed, "adamw")[0]
+                              for _ in range(args.repeats))
     gflops = matmul_gflops(cfg.dim)
     params = GPT(cfg).params_total()
     # MFU = 6 * params * tokens/s / peak rate  (2 flops per weight per token forward, 4 backward)
-    mfu = 6 * params * real["packed"] / (gflops * 1e9)
+    mfu, mfu_adamw = (6 * params * t / (gflops * 1e9) for t in (real["packed"], adamw))
     print(f"real training tokens/s on the base corpus: packed {real['packed']:,.0f} ({share['packed']:.0%} of positions "
           f"real), padded {real['padded']:,.0f} ({share['padded']:.0%} real) -> packing {real['packed'] / real['padded']:.2f}x")
     print(f"float32 matmul at width {cfg.dim}: {gflops:.1f} GFLOP/s; model-FLOPs utilisation of the packed run "
-          f"{mfu:.1%} (6 x {params:,} params x tokens/s)")
+          f"{mfu:.1%} (6 x {params:,} params x tokens/s; with AdamW alone {mfu_adamw:.1%})")
+
+    # 4. steps to 0.95 on 3-digit traces: the default recipe against the previous one
+    converge = {o: [steps_to_095(o, s, args.converge_steps) for s in range(args.seed, args.seed + args.converge_seeds)]
+                for o in ("muon_attention", "adamw")}
+    for o, got in converge.items():
+        if got:
+            print(f"steps to 0.95 on 3-digit traces, {o}: {got} (None: not within {args.converge_steps:,} steps)")
 
     write_metrics(args.out, {
         "real_tokens_per_s": real,
         "packing_speedup": real["packed"] / real["padded"],
         "real_share": share,
         "mfu": mfu,
+        "mfu_adamw": mfu_adamw,
+        "steps_to_095": converge,
         "matmul_gflops": gflops,
         "kv_cache_speedup": speedup,
         "train_tokens_per_s": tps,

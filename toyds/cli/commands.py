@@ -22,7 +22,14 @@ from toyds.experiment.flags import check_at_least, check_finite
 from toyds.experiment.output import check_out_dir, write_metrics
 from toyds.experiment.seeds import run_seeds
 from toyds.moe.routing import routed_tokens
-from toyds.pipeline.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
+from toyds.pipeline.pipeline import (
+    CLAIMS,
+    QUICK,
+    PipelineConfig,
+    headline,
+    parse_settings,
+    run_seed,
+)
 from toyds.pipeline.stages import Interrupted, terminate_as_interrupt
 from toyds.rl import reward_registry
 from toyds.rl.rewards import extract_answer, format_reward
@@ -143,7 +150,8 @@ def cmd_pipeline(args) -> int:
     check_out_dir(args.out)
     torch.set_num_threads(args.threads)
     options = {k: getattr(task, k) for k in ("digits", "ops") if getattr(args, k) is not None}
-    cfg = PipelineConfig(**{**(QUICK if args.quick else {}), "task": args.task, "reward": args.reward, **options})
+    cfg = PipelineConfig(**{**(QUICK if args.quick else {}), "task": args.task, "reward": args.reward, **options,
+                            **parse_settings(args.set)})
     args.config = {k: v for k, v in asdict(cfg).items() if k != "seed"}
     t0 = time.perf_counter()
     terminate_as_interrupt()

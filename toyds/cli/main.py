@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _task(p)
     p.add_argument("--reward", default=R1, help="GRPO's rewards as name:weight pairs (rl/reward_registry.py)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one PipelineConfig setting, e.g. --set base_optimizer=adamw --set grpo_steps=40")
     _common(p)
     add_seed_args(p)
     p.set_defaults(fn=cmd_pipeline)

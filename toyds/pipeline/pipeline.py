@@ -46,6 +46,7 @@ from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.tasks.registry import make_task
 from toyds.train.checkpoint import save_checkpoint
 from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.trainer import OPTIMIZERS
 
 
 @dataclass
@@ -58,6 +59,7 @@ class PipelineConfig:
     n_experts: int = 8  # routed experts per MoE layer
     base_steps: int = 500  # base pretraining steps
     base_lr: float = 3e-3  # base pretraining peak learning rate
+    base_optimizer: str = "adamw"  # the base's optimiser (train/trainer.py's OPTIMIZERS)
     grpo_steps: int = 80  # R1-Zero GRPO steps
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
@@ -68,11 +70,38 @@ class PipelineConfig:
     student_preset: str = "tiny"  # size of the dense student
     student_steps: int = 1000  # student steps
     student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
+    student_optimizer: str = "adamw"  # the students' optimiser
     logit_kd: bool = False  # also train student_logit_kd (text + logits); examples/04 compares the two at length
     kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
     kd_temperature: float = 1.0  # softening tau of the logit KD
     eval_per_level: int = 100  # held-out problems per difficulty level
     seed: int = 0  # one seed for everything
+
+    def __post_init__(self):  # a bad optimiser is named before the base trains, not after it
+        for name in ("base_optimizer", "student_optimizer"):
+            if getattr(self, name) not in OPTIMIZERS:
+                raise ValueError(f"PipelineConfig.{name} must be one of {OPTIMIZERS}, got {getattr(self, name)!r}")
+
+
+SETTABLE = ("base_steps", "base_lr", "base_optimizer", "grpo_steps", "grpo_prompts", "group_size", "grpo_lr",
+            "sample_prompts", "samples_per_prompt", "student_steps", "student_lr", "student_optimizer", "eval_per_level")
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """`--set base_lr=1e-3 --set student_optimizer=adamw` as PipelineConfig fields, each typed as its
+    default; an unknown field or a value of the wrong type is named with what is valid."""
+    defaults, out = PipelineConfig(), {}
+    for pair in pairs:
+        field, sep, text = pair.partition("=")
+        if not sep or field not in SETTABLE:
+            raise ValueError(f"--set wants FIELD=VALUE with FIELD one of {', '.join(SETTABLE)}; got {pair!r}")
+        kind = type(getattr(defaults, field))
+        try:
+            value = kind(text) if kind is not int else int(text, 10)
+        except ValueError:
+            raise ValueError(f"--set {field} wants {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        out[field] = value
+    return out
 
 
 def headline(config: dict) -> list[str]:
@@ -88,10 +117,10 @@ QUICK = dict(base_preset="tiny", base_steps=300, base_lr=1e-2, grpo_steps=10, gr
 
 # the settings each stage depends on, itself and through the stages before it (resume compares these)
 _SHARED = ("task", "digits", "ops", "seed", "eval_per_level")
-NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr")}
+NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_steps", "base_lr", "base_optimizer")}
 NEEDS["r1_zero"] = NEEDS["base"] + ("reward", "grpo_steps", "grpo_prompts", "group_size", "grpo_lr", "max_new_tokens")
 NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
-NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr")
+NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr", "student_optimizer")
 NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
 
 
@@ -121,8 +150,8 @@ class Run(Stages):
         self.task = task_of(cfg)
 
 
-def budget(cfg: PipelineConfig, steps: int, lr: float) -> TrainConfig:
-    return TrainConfig.recipe(steps, lr, seed=cfg.seed)
+def budget(cfg: PipelineConfig, steps: int, lr: float, optimizer: str) -> TrainConfig:
+    return TrainConfig.recipe(steps, lr, seed=cfg.seed, optimizer=optimizer)
 
 
 def stage_base(run: Run, train_problems, test):
@@ -138,10 +167,15 @@ def stage_base(run: Run, train_problems, test):
     curve = LoadCurve(layer=0, every=10)  # for the expert-load picture
     t0 = time.perf_counter()
     train_supervised(model, run.task.corpus(train_problems, "base", seed=cfg.seed),
-                     budget(cfg, cfg.base_steps, cfg.base_lr), desc="1/5 base (MoE)", step_callback=curve)
+                     budget(cfg, cfg.base_steps, cfg.base_lr, cfg.base_optimizer), desc="1/5 base (MoE)", step_callback=curve)
     save_checkpoint(run.dir / "base.pt", model, meta={"stage": "base"})
-    return model, run.done("base", {**_measure(model, run.task, test, time.perf_counter() - t0),
-                                    "load_curve": curve.points})
+    seconds = time.perf_counter() - t0
+    # R1-Zero's premise: greedy, the base answers directly (low accuracy); made to open with <think>,
+    # it executes the traces it was pretrained on. RL is to find the second, not learn it.
+    forced = evaluate(model, run.task, test, prefix="<think>")
+    return model, run.done("base", {**_measure(model, run.task, test, seconds), "load_curve": curve.points,
+                                    "forced_think": {"accuracy": forced["accuracy"], "by_difficulty": {
+                                        d: r["accuracy"] for d, r in forced["by_difficulty"].items()}}})
 
 
 def stage_r1_zero(run: Run, base, rl_problems, test):
@@ -197,7 +231,7 @@ def stage_student(run: Run, name: str, kept, policy, test):
     torch.manual_seed(cfg.seed)  # both students start from the same weights
     student = GPT(make_config(cfg.student_preset)).to(run.device)
     t0 = time.perf_counter()
-    train = budget(cfg, cfg.student_steps, cfg.student_lr)
+    train = budget(cfg, cfg.student_steps, cfg.student_lr, cfg.student_optimizer)
     if name == "student":
         train_supervised(student, kept, train, desc="4/5 student: sequence KD")
     else:
@@ -244,6 +278,7 @@ def _run_stages(run: Run, out: Path, cfg: PipelineConfig, log) -> dict:
     pictures = report(out, task, metrics, base, kept, log)
     keys = ("params_total", "params_active", "accuracy", "by_difficulty", "format_rate", "mean_think_length", "seconds")
     return {"models": {n: {k: m[k] for k in keys} for n, m in metrics.items()},
+            "base_forced_think": metrics["base"].get("forced_think"),
             "samples": {k: v for k, v in samples.items() if k not in ("settings", "sha256")}, "config": asdict(cfg),
             "pictures": pictures, "seconds_total": time.perf_counter() - t_start}
 

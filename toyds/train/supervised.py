@@ -54,7 +54,7 @@ class TrainConfig:
     pack: bool = True  # pack each batch's sequences into shared rows (same loss, fewer padded positions)
     mtp_lambda: float = 0.3  # weight of the multi-token prediction loss, for models with mtp_depth > 0 (V3: 0.3)
     seed: int = 0  # fixes the batch order (and, via the caller, the initialisation)
-    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the blocks' hidden matrices, AdamW for the rest
+    optimizer: str = "adamw"  # "adamw"; "muon": Muon for the blocks' hidden matrices; "muon_attention": attention's only
     schedule: str = "cosine"  # after warm-up: "cosine" decay to min_lr, or "wsd" (stable, then a linear decay)
     decay_share: float = 0.2  # wsd: the last share of the steps decays linearly to min_lr
 
