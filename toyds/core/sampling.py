@@ -86,18 +86,26 @@ def ban_specials(logits: torch.Tensor, tok: Tokenizer) -> torch.Tensor:
     return logits.index_fill(-1, torch.tensor([tok.pad_id, tok.bos_id], device=logits.device), float("-inf"))
 
 
-def completion_logprobs(model, sequences, pad_mask, prompt_len: int, tokenizer: Tokenizer | None = None):
+def completion_logprobs(model, sequences, pad_mask, prompt_len: int, tokenizer: Tokenizer | None = None,
+                        with_entropy: bool = False):
     """log pi(token) for every completion position, recomputed with gradients. (B, N)
 
     The same distribution `generate` samples from (temperature 1, specials banned),
     so GRPO's ratio exp(logp - old_logp) is exactly 1 before the first update.
+    with_entropy=True also returns each position's entropy H_t = -sum_v pi(v) log pi(v)
+    (B, N), as TRL computes it for top_entropy_quantile and entropy_coef.
     """
     tok = tokenizer or Tokenizer()
     logits = model(sequences, pad_mask=pad_mask)[:, prompt_len - 1 : -1]  # (B, N, V)
-    logp = torch.log_softmax(ban_specials(logits, tok).float(), -1)
-    logp = logp.gather(-1, sequences[:, prompt_len:, None])[..., 0]  # (B, N)
+    dist = torch.log_softmax(ban_specials(logits, tok).float(), -1)
+    logp = dist.gather(-1, sequences[:, prompt_len:, None])[..., 0]  # (B, N)
     # positions after <eos> hold <pad>, whose log-probability is -inf: report 0 there, as generate does
-    return logp.masked_fill(~pad_mask[:, prompt_len:], 0.0)
+    logp = logp.masked_fill(~pad_mask[:, prompt_len:], 0.0)
+    if not with_entropy:
+        return logp
+    # H_t = -sum_v p_v log p_v (a banned token has p = 0 and adds nothing)
+    entropy = -(dist.exp() * dist.nan_to_num(neginf=0.0)).sum(-1)
+    return logp, entropy.masked_fill(~pad_mask[:, prompt_len:], 0.0)
 
 
 @torch.no_grad()

@@ -32,9 +32,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from toyds.core.sampling import completion_logprobs, generate
+from toyds.core.sampling import Generation, completion_logprobs, generate
 from toyds.core.tokenizer import Tokenizer
-from toyds.rl.grpo_loss import LOSS_TYPES, SCALES, group_advantages, policy_loss, zero_signal_groups
+from toyds.rl.grpo_loss import IMPORTANCE_LEVELS, LOSS_TYPES, SCALES, group_advantages, policy_loss, zero_signal_groups
 from toyds.rl.rewards import reward_name
 from toyds.train.trainer import fit, make_optimizer
 
@@ -92,6 +92,16 @@ class GRPOConfig:
     #                     default is 0.0: a small leash keeps a tiny policy's worked traces readable)
     use_bias_correction_kl: bool = False  # weight k3 by the importance ratio (TRL's option, on by default
     #                                       there; off here: with one update per batch the ratio is 1)
+    importance_sampling_level: str = "token"  # "sequence" = GSPO, one ratio per completion (TRL's name, default)
+    delta: float | None = None  # cap the unclipped ratio too (two-sided clipping, INTELLECT-2); TRL's default None
+    sapo_temperature_pos: float = 1.0  # sapo's gate temperature for A > 0 (TRL's default)
+    sapo_temperature_neg: float = 1.05  # ... and for A < 0 (TRL's default)
+    top_entropy_quantile: float = 1.0  # only this top share of tokens by entropy carries the loss (1 = all)
+    off_policy_mask_threshold: float | None = None  # drop A < 0 completions drifted past this (V3.2); None = off
+    mask_truncated_completions: bool = False  # a completion cut at max_new_tokens contributes no loss (TRL's)
+    entropy_coef: float = 0.0  # entropy bonus weight (TRL's default 0)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, sample more prompts
+    max_extra_rounds: int = 4  # dynamic sampling gives up filling the batch after this many extra rounds
     eval_every: int = 0  # run eval_fn every this many steps (0 = only at the end)
     save_every: int = 0  # write the checkpoint every this many steps (0 = only at the end)
     seed: int = 0  # fixes prompt order and sampling
@@ -107,6 +117,18 @@ class GRPOConfig:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.importance_sampling_level not in IMPORTANCE_LEVELS:
+            raise ValueError(f"importance_sampling_level must be one of {IMPORTANCE_LEVELS}, got "
+                             f"{self.importance_sampling_level!r}")
+        if not 0 < self.top_entropy_quantile <= 1:
+            raise ValueError(f"top_entropy_quantile must be in (0, 1], got {self.top_entropy_quantile!r}")
+        if self.delta is not None and not self.delta > 1:
+            raise ValueError(f"delta must be None or > 1 (a cap on the ratio above 1 + epsilon), got {self.delta!r}")
+        for name in ("sapo_temperature_pos", "sapo_temperature_neg"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GRPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not (isinstance(self.max_extra_rounds, int) and self.max_extra_rounds >= 0):
+            raise ValueError(f"max_extra_rounds must be an integer >= 0, got {self.max_extra_rounds!r}")
         for name, ok, valid in (("temperature", self.temperature > 0, "> 0 (sampling must explore)"), ("lr", self.lr > 0,
                                 "> 0"), ("beta", self.beta >= 0, ">= 0"), ("clip_eps", 0 < self.clip_eps < 1, "in (0, 1)"),
                                 ("grad_clip", self.grad_clip >= 0, ">= 0 (0 = off)")):
@@ -150,16 +172,23 @@ def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[R
     net = model if parallel is None else parallel.wrap(model)  # DDP averages gradients in backward
     G = cfg.group_size
 
-    def step_fn(step, update):
+    def rollout(batch):
         # 1. sample G completions for each of the batch's prompts (KV cache, temperature)
-        batch = rng.sample(problems, min(cfg.prompts_per_step, len(problems)))
         group = [p for p in batch for _ in range(G)]  # (B,) each prompt G times, consecutively
         prompts = [tok.encode(p.prompt()) for p in group]
         max_new = min(cfg.max_new_tokens, model.cfg.block_size - max(len(p) for p in prompts))
         g = generate(model, prompts, max_new, temperature=cfg.temperature, tokenizer=tok, generator=gen)
-
         # 2. score them: the weighted rewards drive learning; every function's mean is logged
         rewards, per_fn = weighted_rewards(reward_fns, weights, g.texts, group)  # (B,)
+        return group, g, rewards, per_fn
+
+    def step_fn(step, update):
+        n_prompts = min(cfg.prompts_per_step, len(problems))
+        group, g, rewards, per_fn = rollout(rng.sample(problems, n_prompts))
+        zero_share = zero_signal_groups(rewards, G) / n_prompts
+        extra = 0
+        if cfg.dynamic_sampling:  # DAPO: keep only groups with a spread of rewards, refill with new prompts
+            group, g, rewards, per_fn, extra = refill(group, g, rewards, per_fn, n_prompts)
 
         # 3. group-relative advantages
         adv = (advantage_fn or group_advantages)(rewards, G, cfg.scale).to(device)  # (B,)
@@ -167,28 +196,81 @@ def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[R
         # 4. clipped policy steps on this batch, leashed to the reference model
         model.train()
         seq, pad_mask, mask, P = g.sequences, g.pad_mask, g.completion_mask, g.prompt_len
+        truncated = ~((g.completions == tok.eos_id) & mask).any(1)  # (B,) cut at the cap: no <eos>
+        if cfg.mask_truncated_completions:
+            mask = mask & ~truncated[:, None]
         n_items = float(mask.sum() if parallel is None else parallel.all_reduce_sum(mask.sum().float()))
         with torch.no_grad():
             old_logp = completion_logprobs(model, seq, pad_mask, P, tok) if cfg.updates_per_batch > 1 else None
             ref_logp = completion_logprobs(ref_model, seq, pad_mask, P, tok) if cfg.beta > 0 else None
         for _ in range(cfg.updates_per_batch):
-            logp = completion_logprobs(net, seq, pad_mask, P, tok)  # (B, T)
+            logp, entropy = completion_logprobs(net, seq, pad_mask, P, tok, with_entropy=True)  # (B, T) each
             loss, stats = policy_loss(
                 logp, logp.detach() if old_logp is None else old_logp, adv, mask, clip_eps=cfg.clip_eps,
                 clip_eps_high=cfg.clip_eps_high, loss_type=cfg.loss_type, ref_logp=ref_logp, beta=cfg.beta,
                 use_bias_correction_kl=cfg.use_bias_correction_kl, max_completion_length=cfg.max_new_tokens,
-                num_items_in_batch=n_items, num_processes=1 if parallel is None else parallel.world_size)
+                num_items_in_batch=n_items, num_processes=1 if parallel is None else parallel.world_size,
+                importance_sampling_level=cfg.importance_sampling_level, delta=cfg.delta,
+                sapo_temperature_pos=cfg.sapo_temperature_pos, sapo_temperature_neg=cfg.sapo_temperature_neg,
+                entropies=entropy.detach() if not cfg.entropy_coef else entropy,
+                top_entropy_quantile=cfg.top_entropy_quantile, off_policy_mask_threshold=cfg.off_policy_mask_threshold,
+                entropy_coef=cfg.entropy_coef)
             update(loss)
         row = {"loss": loss.item(), "reward": float(rewards.nanmean()),
                **{f"rewards/{n}": float(r.nanmean()) for n, r in per_fn.items()},
-               "mean_length": float(g.lengths.float().mean()),
-               "zero_signal_share": zero_signal_groups(rewards, G) / len(batch), **stats}
+               "mean_length": float(g.lengths.float().mean()), "truncated_share": float(truncated.float().mean()),
+               "zero_signal_share": zero_share, "extra_rollouts": extra,
+               "trained_zero_signal_share": zero_signal_groups(rewards, G) / (len(group) // G), **stats}
         if measure_fn is not None:
             row.update(measure_fn(group, g.texts))
         return row
+
+    def refill(group, g, rewards, per_fn, n_prompts):
+        """Dynamic sampling: drop zero-signal groups; sample new prompts until n_prompts groups have a
+        spread (or max_extra_rounds pass). Returns the kept rollouts and how many extra were sampled."""
+        parts, extra = [], 0
+        for round_ in range(cfg.max_extra_rounds + 1):
+            r = rewards.view(-1, G)
+            keep = ~(r == r[:, :1]).all(1) & ~r.isnan().all(1)  # (groups,)
+            if round_ == cfg.max_extra_rounds and not keep.any() and not sum(len(p[0]) for p in parts):
+                keep[:] = True  # nothing had a spread: train on the last round rather than on nothing
+            rows = keep.repeat_interleave(G)
+            parts.append(([p for p, k in zip(group, rows.tolist()) if k], _select(g, rows), rewards[rows],
+                          {n: v[rows] for n, v in per_fn.items()}))
+            have = sum(len(p[0]) for p in parts) // G
+            if have >= n_prompts or round_ == cfg.max_extra_rounds:
+                break
+            group, g, rewards, per_fn = rollout(rng.sample(problems, min(n_prompts - have, len(problems))))
+            extra += len(group)
+        return (*_concat(parts, G * n_prompts, tok.pad_id), extra)
 
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     return fit(model, step_fn, cfg.steps, opt=opt, lr_at=lambda step: cfg.lr, grad_clip=cfg.grad_clip,
                parallel=parallel, eval_fn=eval_fn, eval_every=cfg.eval_every, step_callback=step_callback,
                checkpoint=checkpoint, save_every=cfg.save_every, meta={"stage": desc}, desc=desc,
                progress=progress, postfix=("reward", "mean_length", "kl"))
+
+
+def _select(g, rows: torch.Tensor):
+    """The rows of a Generation (as a plain tuple of tensors and texts)."""
+    return g.sequences[rows], g.pad_mask[rows], g.completion_mask[rows], g.prompt_len, [t for t, k in zip(g.texts, rows.tolist()) if k]
+
+
+def _concat(parts, limit: int, pad_id: int):
+    """Join kept rollouts of several rounds into one Generation of at most `limit` rows; prompts are
+    left-padded and completions right-padded to the widest round."""
+    P = max(p[1][3] for p in parts)
+    N = max(p[1][0].shape[1] - p[1][3] for p in parts)
+    seqs, pads, masks, texts, group = [], [], [], [], []
+    for grp, (seq, pad, mask, plen, txt), _, _ in parts:
+        left, right = P - plen, N - (seq.shape[1] - plen)
+        seqs.append(torch.nn.functional.pad(seq, (left, right), value=pad_id))
+        pads.append(torch.nn.functional.pad(pad, (left, right), value=False))
+        masks.append(torch.nn.functional.pad(mask, (0, right), value=False))
+        texts += txt
+        group += grp
+    seq, pad, mask = (torch.cat(x)[:limit] for x in (seqs, pads, masks))
+    logprobs = torch.zeros(mask.shape)
+    rewards = torch.cat([p[2] for p in parts])[:limit]
+    per_fn = {n: torch.cat([p[3][n] for p in parts])[:limit] for n in parts[0][3]}
+    return group[:limit], Generation(seq, pad, P, mask, logprobs, texts[:limit]), rewards, per_fn

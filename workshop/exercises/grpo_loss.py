@@ -15,7 +15,8 @@ then the token losses are aggregated by loss_type (TRL's meanings):
     "dr_grpo"  sum(L * mask) / (rows * max_completion_length)
 
 Write `kl_k3` and `policy_loss` below; they keep the names and signatures of
-toyds.rl.grpo_loss's, so your versions drop into the library unchanged.
+toyds.rl.grpo_loss's, so your versions drop into the library unchanged. The signature
+also carries the rest of TRL's family (GSPO, cispo, sapo, ...): the stretch goal.
 
     toyds check grpo_loss
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo", "cispo", "sapo")
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -39,13 +40,23 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
                 clip_eps: float = 0.2, clip_eps_high: float | None = None, loss_type: str = "grpo",
                 ref_logp: torch.Tensor | None = None, beta: float = 0.0, use_bias_correction_kl: bool = False,
                 max_completion_length: int | None = None, num_items_in_batch: float | None = None,
-                num_processes: int = 1) -> tuple[torch.Tensor, dict]:
+                num_processes: int = 1, importance_sampling_level: str = "token", delta: float | None = None,
+                sapo_temperature_pos: float = 1.0, sapo_temperature_neg: float = 1.05,
+                entropies: torch.Tensor | None = None, top_entropy_quantile: float = 1.0,
+                off_policy_mask_threshold: float | None = None, entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The clipped GRPO objective, negated. logp, old_logp, ref_logp, mask (B, T); advantages (B,).
 
     logp carries the gradient; old_logp and ref_logp do not. max_completion_length is
     required by "dr_grpo", num_items_in_batch by "dapo". Returns (loss, {"clip_frac",
     "kl", "ratio"}).
     """
+    # given: the rest of TRL's family (GSPO, cispo, sapo, delta, the masks, the entropy bonus) is the
+    # stretch goal; toyds.rl.grpo_loss.policy_loss has them, with TRL's meanings
+    family = dict(importance_sampling_level=(importance_sampling_level, "token"), delta=(delta, None),
+                  top_entropy_quantile=(top_entropy_quantile, 1.0), entropy_coef=(entropy_coef, 0.0),
+                  off_policy_mask_threshold=(off_policy_mask_threshold, None))
+    if loss_type in ("cispo", "sapo") or any(v != default for v, default in family.values()):
+        raise NotImplementedError("the stretch goal: write GSPO, cispo, sapo, delta and the masks too")
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if beta and ref_logp is None:
