@@ -107,7 +107,9 @@ def parse_settings(pairs: list[str]) -> dict:
 def headline(config: dict) -> list[str]:
     """The figures a multi-seed run summarises: every model's accuracy and the student's ratio."""
     models = ("base", "r1_zero", "student") + (("student_logit_kd",) if config.get("logit_kd") else ())
-    return [f"models.{m}.accuracy" for m in models] + ["student_over_r1_zero"]
+    hardest = task_of(PipelineConfig(**config)).levels[-1]  # e.g. 3-digit sums
+    return ([f"models.{m}.accuracy" for m in models] + ["base_forced_think.accuracy"]
+            + [f"models.{m}.by_difficulty.{hardest}" for m in models[1:]] + ["student_over_r1_zero"])
 
 
 CLAIMS = [Claim("the distilled student reaches >= 0.9 of the R1-Zero model's accuracy", "student_over_r1_zero", ">=", 0.9),
@@ -159,7 +161,7 @@ def stage_base(run: Run, train_problems, test):
     cfg = run.cfg
     if (m := run.finished("base", "base.pt")) and (model := run.load("base")):
         run.log("base: resumed from checkpoint")
-        return model, m
+        return model, m if "forced_think" in m else {**m, "forced_think": _forced_think(model, run.task, test)}
     run.ran("base", "base.pt")
     torch.manual_seed(cfg.seed)
     moe = dict(n_experts=cfg.n_experts, top_k=2, n_shared_experts=1, balance="bias")
@@ -172,10 +174,14 @@ def stage_base(run: Run, train_problems, test):
     seconds = time.perf_counter() - t0
     # R1-Zero's premise: greedy, the base answers directly (low accuracy); made to open with <think>,
     # it executes the traces it was pretrained on. RL is to find the second, not learn it.
-    forced = evaluate(model, run.task, test, prefix="<think>")
     return model, run.done("base", {**_measure(model, run.task, test, seconds), "load_curve": curve.points,
-                                    "forced_think": {"accuracy": forced["accuracy"], "by_difficulty": {
-                                        d: r["accuracy"] for d, r in forced["by_difficulty"].items()}}})
+                                    "forced_think": _forced_think(model, run.task, test)})
+
+
+def _forced_think(model, task, test) -> dict:
+    """The base made to open with <think>: what RL can select (R1-Zero's premise)."""
+    forced = evaluate(model, task, test, prefix="<think>")
+    return {"accuracy": forced["accuracy"], "by_difficulty": {d: r["accuracy"] for d, r in forced["by_difficulty"].items()}}
 
 
 def stage_r1_zero(run: Run, base, rl_problems, test):
