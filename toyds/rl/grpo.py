@@ -251,26 +251,28 @@ def train_grpo(model, problems: list, cfg: GRPOConfig, *, reward_fns: Sequence[R
                progress=progress, postfix=("reward", "mean_length", "kl"))
 
 
-def _select(g, rows: torch.Tensor):
-    """The rows of a Generation (as a plain tuple of tensors and texts)."""
-    return g.sequences[rows], g.pad_mask[rows], g.completion_mask[rows], g.prompt_len, [t for t, k in zip(g.texts, rows.tolist()) if k]
+def _select(g: Generation, rows: torch.Tensor) -> Generation:
+    """The rows of a Generation."""
+    return Generation(g.sequences[rows], g.pad_mask[rows], g.prompt_len, g.completion_mask[rows], g.logprobs[rows],
+                      [t for t, k in zip(g.texts, rows.tolist()) if k])
 
 
 def _concat(parts, limit: int, pad_id: int):
     """Join kept rollouts of several rounds into one Generation of at most `limit` rows; prompts are
     left-padded and completions right-padded to the widest round."""
-    P = max(p[1][3] for p in parts)
-    N = max(p[1][0].shape[1] - p[1][3] for p in parts)
-    seqs, pads, masks, texts, group = [], [], [], [], []
-    for grp, (seq, pad, mask, plen, txt), _, _ in parts:
-        left, right = P - plen, N - (seq.shape[1] - plen)
-        seqs.append(torch.nn.functional.pad(seq, (left, right), value=pad_id))
-        pads.append(torch.nn.functional.pad(pad, (left, right), value=False))
-        masks.append(torch.nn.functional.pad(mask, (0, right), value=False))
-        texts += txt
-        group += grp
-    seq, pad, mask = (torch.cat(x)[:limit] for x in (seqs, pads, masks))
-    logprobs = torch.zeros(mask.shape)
-    rewards = torch.cat([p[2] for p in parts])[:limit]
-    per_fn = {n: torch.cat([p[3][n] for p in parts])[:limit] for n in parts[0][3]}
-    return group[:limit], Generation(seq, pad, P, mask, logprobs, texts[:limit]), rewards, per_fn
+    gens = [g for _, g, _, _ in parts]
+    P = max(g.prompt_len for g in gens)
+    N = max(g.completion_mask.shape[1] for g in gens)
+    seqs, pads, masks, logprobs = [], [], [], []
+    for g in gens:
+        left, right = P - g.prompt_len, N - g.completion_mask.shape[1]
+        seqs.append(torch.nn.functional.pad(g.sequences, (left, right), value=pad_id))
+        pads.append(torch.nn.functional.pad(g.pad_mask, (left, right), value=False))
+        masks.append(torch.nn.functional.pad(g.completion_mask, (0, right), value=False))
+        logprobs.append(torch.nn.functional.pad(g.logprobs, (0, right), value=0.0))
+    seq, pad, mask, logp = (torch.cat(x)[:limit] for x in (seqs, pads, masks, logprobs))
+    texts = [t for g in gens for t in g.texts][:limit]
+    group = [p for grp, _, _, _ in parts for p in grp][:limit]
+    rewards = torch.cat([r for _, _, r, _ in parts])[:limit]
+    per_fn = {n: torch.cat([f[n] for _, _, _, f in parts])[:limit] for n in parts[0][3]}
+    return group, Generation(seq, pad, P, mask, logp, texts), rewards, per_fn
