@@ -45,6 +45,7 @@ from toyds.experiment.seeds import Claim, run_seeds
 from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.rl.reward_model import RewardModel, as_reward_fn, train_reward_model
 from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.tasks.base import WEIGHTINGS, level_weights
 from toyds.tasks.registry import add_task_args, task_from_args
 from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 from toyds.train.supervised import TrainConfig, train_supervised
@@ -71,7 +72,7 @@ RM_CLAIMS = [
 def pretrain_base(task, args, seed):
     torch.manual_seed(seed)
     model = GPT(make_config(args.preset, block_size=args.block)).to(args.device)
-    problems = task.sample(args.pretrain_problems, "train", seed=seed)
+    problems = task.sample_weighted(args.pretrain_problems, "train", seed, level_weights(args.level_weighting, task))
     cfg = TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, seed=seed, optimizer=args.optimizer)
     train_supervised(model, task.corpus(problems, "base", seed=seed), cfg, desc=f"seed {seed}: pretrain base")
     return model
@@ -219,16 +220,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset")
     ap.add_argument("--base", type=str, default=None, help="load this base checkpoint instead of pretraining one")
-    ap.add_argument("--pretrain-steps", type=at_least(1), default=450, help="base model pretraining steps")
+    ap.add_argument("--pretrain-steps", type=at_least(1), default=800, help="base model pretraining steps")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=3e-3, help="base pretraining peak lr")
     ap.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
                     help="muon_attention: Muon for attention's matrices, AdamW for the rest (train/trainer.py)")
-    ap.add_argument("--pretrain-problems", type=at_least(1), default=20000, help="problems in the base corpus")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=76, help="GRPO steps")
+    ap.add_argument("--pretrain-problems", type=at_least(1), default=6000, help="problems in the base corpus")
+    ap.add_argument("--level-weighting", default="harder", choices=WEIGHTINGS,
+                    help="how the base corpus visits the levels: harder = level i of n, i times per cycle (half the "
+                         "corpus from the hardest level); even = in turn")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=40, help="GRPO steps")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
-    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=5e-5, help="GRPO learning rate")
-    ap.add_argument("--beta", type=number(0), default=0.02, help="KL weight to the reference (base) model")
+    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-4, help="GRPO learning rate")
+    ap.add_argument("--beta", type=number(0), default=0.05, help="KL weight to the reference (base) model")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=48,
                     help="longest completion (a 3-digit sum's trace with its tags is 41 tokens; Countdown-lite needs 128)")
     ap.add_argument("--block", type=at_least(16), default=128, help="the model's context (Countdown-lite needs 320)")

@@ -166,7 +166,7 @@ def test_03_r1_zero(tmp_path):
 def test_04_distillation(tmp_path):
     run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "150", "--teacher-lr",
                                                "1e-2", "--base-steps", "20", "--steps", "20", "--rl-steps", "2", "--prompts", "40",
-                                               "--eval-per-digit", "8", "--fraction", "0.5", "--digits", "1",
+                                               "--eval-per-digit", "8", "--few", "20", "--digits", "1",
                                                "--efficiency-steps", "10", "--threads", "1", "--seeds", "2", "--jobs", "1",
                                                "--out", str(tmp_path)])
     m = metrics(tmp_path)
@@ -179,12 +179,13 @@ def test_04_distillation(tmp_path):
         assert {"accuracy", "params_active", "seconds"} <= set(s) and 0 <= s["accuracy"] <= 1
     assert set(m["data_efficiency"]) >= {"soft", "hard"}
     assert m["student_base"]["steps"] == 20 and m["student_base"]["seconds"] > 0  # rl and both KD students start here
+    assert 0 <= m["student_base"]["forced_think"]["accuracy"] <= 1 and m["data_efficiency"]["pairs"] <= 20
     assert (tmp_path / "teacher.pt").is_file() and m["teacher"]["trained"]
     assert set(m["claims"]) == {c.name for c in load_script("examples/04_distillation.py").CLAIMS}
     # --scratch adds the student trained on direct answers from random weights; --teacher skips the teacher
     run_script("examples/04_distillation.py", ["--teacher", str(tmp_path / "teacher.pt"), "--scratch", "--base-steps", "20",
                                                "--steps", "20", "--rl-steps", "2", "--prompts", "40", "--eval-per-digit", "8",
-                                               "--fraction", "0.5", "--digits", "1", "--efficiency-steps", "10", "--threads",
+                                               "--few", "20", "--digits", "1", "--efficiency-steps", "10", "--threads",
                                                "1", "--out", str(tmp_path / "scratch")])
     m = metrics(tmp_path / "scratch")
     assert set(m["students"]) == {"scratch", "rl", "sequence_kd", "logit_kd"} and not m["teacher"]["trained"]

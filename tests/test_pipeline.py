@@ -170,7 +170,7 @@ def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
 def test_set_types_each_field_as_its_default_and_names_what_is_wrong():
     assert pipeline.parse_settings(["base_lr=1e-3", "grpo_steps=40", "student_optimizer=muon"]) == {
         "base_lr": 1e-3, "grpo_steps": 40, "student_optimizer": "muon"}
-    with pytest.raises(ValueError, match="FIELD one of base_steps, .*got 'seed=3'"):
+    with pytest.raises(ValueError, match="FIELD one of base_problems, base_weighting, base_steps, .*got 'seed=3'"):
         pipeline.parse_settings(["seed=3"])  # the seed has its own flag
     with pytest.raises(ValueError, match="grpo_steps wants an integer, got '4.5'"):
         pipeline.parse_settings(["grpo_steps=4.5"])
@@ -178,6 +178,10 @@ def test_set_types_each_field_as_its_default_and_names_what_is_wrong():
         pipeline.parse_settings(["base_lr"])
     with pytest.raises(ValueError, match=r"base_optimizer must be one of \('adamw', 'muon', 'muon_attention'\), got 'sgd'"):
         PipelineConfig(base_optimizer="sgd")  # named before the base trains
+    with pytest.raises(ValueError, match=r"base_weighting must be one of \('harder', 'even'\), got 'heavy'"):
+        pipeline.parse_settings(["base_weighting=heavy"])  # a string field's bad value, named as --set reads it
+    assert pipeline.parse_settings(["base_weighting=even", "base_problems=20000", "grpo_beta=0.02"]) == {
+        "base_weighting": "even", "base_problems": 20000, "grpo_beta": 0.02}
 
 
 def test_a_different_optimiser_reruns_the_stage_it_trains(tmp_path):

@@ -17,8 +17,8 @@ from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.rl.reward_registry import R1, resolve
 from toyds.rl.rewards import accuracy_reward, accuracy_reward_batch
 from toyds.tasks.addcheck import AdditionWithChecks
-from toyds.tasks.arithmetic import Arithmetic, Problem
-from toyds.tasks.base import Task
+from toyds.tasks.arithmetic import Arithmetic, Problem, is_heldout
+from toyds.tasks.base import Task, level_weights
 from toyds.tasks.countdown import Countdown, CountdownLite
 from toyds.tasks.registry import TASKS, add_task_args, make_task, register_task, task_from_args
 
@@ -194,3 +194,29 @@ def test_countdown_task_draws_what_its_module_draws():
     assert task.corpus(probs, "base", seed=1) == build_corpus(probs, 0.35, 0.0, 1, fixed_heads=True)
     assert all(task.accuracy(c, p) == 1 for p, (_, c) in zip(probs, task.corpus(probs, "think")))
     assert task.level(Countdown((8, 3, 1), 6)) == "1"
+
+
+# ------------------------------------------------------- weighted sampling
+
+
+def test_sample_weighted_visits_the_levels_in_proportion(times):
+    task = make_task("arithmetic")
+    # weights (1, 2, 3): the cycle is 1, 2, 2, 3, 3, 3, worked by hand for two cycles
+    assert [p.digits for p in task.sample_weighted(12, "train", 0, (1, 2, 3))] == [1, 2, 2, 3, 3, 3] * 2
+    many = task.sample_weighted(601, "train", 0, (1, 2, 3))  # 100 cycles and one more problem
+    assert [sum(p.digits == d for p in many) for d in (1, 2, 3)] == [101, 200, 300]
+    assert all(not is_heldout(p) for p in many)  # from the split asked for
+    assert task.sample_weighted(30, "train", 4) == task.sample(30, "train", 4)  # None: exactly `sample`
+    # a task written elsewhere gets it too, from its own `sample`
+    mixed = times.sample_weighted(40, "train", 0, (1, 3))
+    assert [times.level(p) for p in mixed[:8]] == ["1", "2", "2", "2"] * 2 and len(mixed) == 40
+
+
+def test_bad_level_weights_are_named():
+    task = make_task("arithmetic")
+    for bad in ((1, 2), (1, 0, 3), (1, 2.5, 3), (True, 1, 1)):
+        with pytest.raises(ValueError, match=r"weights must be 3 whole numbers >= 1, one per level"):
+            task.sample_weighted(10, "train", 0, bad)
+    assert level_weights("harder", task) == (1, 2, 3) and level_weights("even", task) is None
+    with pytest.raises(ValueError, match=r"weighting must be one of \('harder', 'even'\), got 'heavy'"):
+        level_weights("heavy", task)

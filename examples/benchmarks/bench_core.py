@@ -12,12 +12,16 @@
 4. Steps to 0.95: chapter 0's traced tiny model (1-4 digit sums, 1,000 steps, lr 1e-2),
    greedy on 100 held-out 3-digit sums every 50 steps, for the default recipe
    (muon_attention) and the previous one (AdamW); None if never within the budget.
+5. With --base-seeds N: the same for the pipeline's MoE base made to open with <think>,
+   every 100 of 800 steps, on its corpus (6,000 problems, levels weighted 1:2:3) and the
+   previous one (20,000, levels in turn).
 
 Each timing is the median of --repeats runs after a warm-up, the two compared alternating
 within each repeat. About 1 minute on 2 cores plus 1.5 minutes per --converge-seeds seed.
 --out DIR writes DIR/metrics.json: "kv_cache_speedup", "train_tokens_per_s", "train_ratio",
 "real_tokens_per_s", "packing_speedup", "mfu", "mfu_adamw", "matmul_gflops", "steps_to_095"
-({"muon_attention": [step or None per seed], "adamw": [...]}).
+({"muon_attention": [step or None per seed], "adamw": [...]}), "base_steps_to_095"
+({"harder_6000": [...], "even_20000": [...]}).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from toyds.experiment.flags import HelpFormatter, add_common_args
 from toyds.experiment.output import setup, write_metrics
 from toyds.tasks.arithmetic import Arithmetic, sample_problems
 from toyds.tasks.arithmetic_traces import build_corpus
+from toyds.tasks.base import level_weights
 from toyds.train.supervised import TrainConfig, train_supervised
 from toyds.train.trainer import make_optimizer
 
@@ -133,6 +138,24 @@ def steps_to_095(optimizer: str, seed: int, steps: int = 1000, every: int = 50) 
     return next((r["step"] for r in hist if r.get("eval_acc3", 0) >= 0.95), None)  # rows count steps from 1
 
 
+BASE_CORPORA = {"harder_6000": (6000, "harder"), "even_20000": (20000, "even")}  # the default, and the previous one
+
+
+def base_steps_to_095(corpus: str, seed: int, steps: int = 800, every: int = 100) -> int | None:
+    """The first step at which the pipeline's MoE base, made to open with <think>, gets >= 0.95 of 140
+    held-out 3-digit sums; corpus names the base corpus (BASE_CORPORA: problems, level weighting)."""
+    n, weighting = BASE_CORPORA[corpus]
+    task = Arithmetic((1, 2, 3))
+    pairs = task.corpus(task.sample_weighted(n, "train", seed, level_weights(weighting, task)), "base", seed=seed)
+    test = [p for p in task.sample(300, "test", unique=True) if p.digits == 3]  # the pipeline's held-out sums
+    torch.manual_seed(seed)
+    model = GPT(make_config("small", ffn="moe", moe=dict(n_experts=8, top_k=2, n_shared_experts=1, balance="bias")))
+    hist = train_supervised(model, pairs, TrainConfig.recipe(steps, 3e-3, 64, seed, eval_every=every),
+                            eval_fn=lambda m: {"acc3": evaluate(m, task, test, prefix="<think>")["accuracy"]},
+                            progress=False)
+    return next((r["step"] for r in hist if r.get("eval_acc3", 0) >= 0.95), None)
+
+
 def matmul_gflops(dim: int, rows: int = 4096, repeats: int = 20) -> float:
     """This machine's float32 matmul rate at width `dim`: (rows, D) @ (D, 3D), 2 * rows * D * 3D flops each."""
     a, b = torch.randn(rows, dim), torch.randn(dim, 3 * dim)
@@ -156,6 +179,10 @@ def main(argv=None):
     ap.add_argument("--pack-steps", type=int, default=20, help="training steps per timed repeat of packed vs padded")
     ap.add_argument("--converge-seeds", type=int, default=1, help="seeds of the steps-to-0.95 measurement (0 skips it)")
     ap.add_argument("--converge-steps", type=int, default=1000, help="the budget of each steps-to-0.95 run")
+    ap.add_argument("--base-seeds", type=int, default=0,
+                    help="seeds of the pipeline base's steps-to-0.95 (forced <think>, 3-digit sums) for the default "
+                         "corpus and the previous one; about 2 x 3 minutes per seed on 2 cores (0 skips it)")
+    ap.add_argument("--base-steps", type=int, default=800, help="the budget of each base run")
     add_common_args(ap, seeds=None)
     args = ap.parse_args(argv)
     device = setup(args)
@@ -224,6 +251,14 @@ def main(argv=None):
         if got:
             print(f"steps to 0.95 on 3-digit traces, {o}: {got} (None: not within {args.converge_steps:,} steps)")
 
+    # 5. the same for the pipeline's MoE base, forced to think: its corpus now against the previous one
+    base = {c: [base_steps_to_095(c, s, args.base_steps) for s in range(args.seed, args.seed + args.base_seeds)]
+            for c in BASE_CORPORA}
+    for c, got in base.items():
+        if got:
+            print(f"steps to 0.95 of the pipeline's base forced to think, 3-digit sums, corpus {c}: {got} "
+                  f"(None: not within {args.base_steps:,} steps)")
+
     write_metrics(args.out, {
         "real_tokens_per_s": real,
         "packing_speedup": real["packed"] / real["padded"],
@@ -231,6 +266,7 @@ def main(argv=None):
         "mfu": mfu,
         "mfu_adamw": mfu_adamw,
         "steps_to_095": converge,
+        "base_steps_to_095": base,
         "matmul_gflops": gflops,
         "kv_cache_speedup": speedup,
         "train_tokens_per_s": tps,

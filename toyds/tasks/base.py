@@ -6,7 +6,8 @@ everything else in toyds is generic over them. A task is a class with:
     name                                 how --task and tasks/registry.py's TASKS call it
     levels                               its difficulty levels in order, as strings ("1", "2", "3")
     sample(n, split, seed, unique)       problems of a split: "train" (pretraining), "rl" (RL prompts),
-                                         "test" (held out, never trained on)
+                                         "test" (held out, never trained on); levels visited in turn
+                                         (sample_weighted, given, visits them in other proportions)
     corpus(problems, style, seed)        (prompt, completion) pairs: "think" (worked traces), "direct"
                                          (answers only), "base" (a mix: R1-Zero's starting point)
     accuracy(completion, problem)        the accuracy rule, str -> float (1.0 right, 0.0 not)
@@ -38,6 +39,17 @@ from toyds.rl.rewards import extract_answer
 
 SPLITS = ("train", "rl", "test")
 STYLES = ("base", "think", "direct")
+WEIGHTINGS = ("harder", "even")  # how a pretraining corpus visits the levels (level_weights)
+
+
+def level_weights(weighting: str, task) -> tuple[int, ...] | None:
+    """Task.sample_weighted's weights for a named weighting: "harder" visits level i (from 1) i times
+    per cycle, (1, 2, 3) for three levels; "even" (None) visits them in turn. Why "harder": the hardest
+    level's traces are what a base learns last, and the easiest level has few distinct problems
+    (80 one-digit sums in the training split) to begin with."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    return tuple(range(1, len(task.levels) + 1)) if weighting == "harder" else None
 
 
 @dataclass
@@ -71,6 +83,26 @@ class Task:
         raise NotImplementedError
 
     # ------------------------------------------------------------ defaults
+    def sample_weighted(self, n: int, split: str = "train", seed: int = 0, weights=None) -> list:
+        """n problems of `split`, level i visited weights[i] times per cycle (whole numbers, one per
+        level; None: in turn, as `sample`). weights=(1, 2, 3) over three levels cycles 1, 2, 2, 3, 3, 3:
+        half the problems come from the hardest level. Built from `sample`, so every task has it."""
+        if weights is None:
+            return self.sample(n, split, seed)
+        weights = tuple(weights)
+        if len(weights) != len(self.levels) or not all(type(w) is int and w >= 1 for w in weights):
+            raise ValueError(f"task {self.name!r}: weights must be {len(self.levels)} whole numbers >= 1, one per "
+                             f"level {self.levels}, got {weights!r}")
+        cycle = [lv for lv, w in zip(self.levels, weights) for _ in range(w)]
+        order = [cycle[i % len(cycle)] for i in range(n)]
+        # `sample` visits the levels in turn, so this pool holds enough of every level
+        pool = self.sample(len(self.levels) * max(order.count(lv) for lv in self.levels), split, seed)
+        by_level = {lv: iter([p for p in pool if self.level(p) == lv]) for lv in self.levels}
+        try:
+            return [next(by_level[lv]) for lv in order]
+        except StopIteration:
+            raise ValueError(f"task {self.name!r}: sample() did not visit its levels in turn") from None
+
     def worked(self, problem) -> str:
         """The worked trace of one problem, in R1's format (the "think" style)."""
         return self.corpus([problem], "think")[0][1]
