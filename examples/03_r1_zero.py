@@ -34,21 +34,19 @@ import copy
 import dataclasses
 import time
 
-import torch
-
-from toyds.core.model import GPT, PRESETS, make_config
-from toyds.evaluate.accuracy import complete, evaluate, format_table, pass_at_k
+from toyds.core.model import PRESETS
+from toyds.evaluate.accuracy import evaluate, format_table, pass_at_k
 from toyds.experiment import plots
 from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
 from toyds.experiment.output import setup, write_metrics
 from toyds.experiment.seeds import Claim, run_seeds
 from toyds.rl.grpo import GRPOConfig, train_grpo
-from toyds.rl.reward_model import RewardModel, as_reward_fn, train_reward_model
+from toyds.rl.reward_model import as_reward_fn, judge_agreement, judge_from_samples
 from toyds.rl.reward_registry import add_reward_arg, resolve
-from toyds.tasks.base import WEIGHTINGS, level_weights
+from toyds.tasks.base import WEIGHTINGS
 from toyds.tasks.registry import add_task_args, task_from_args
 from toyds.train.checkpoint import load_checkpoint, save_checkpoint
-from toyds.train.supervised import TrainConfig, train_supervised
+from toyds.train.pretrain import BaseRecipe, pretrain_base
 from toyds.train.trainer import OPTIMIZERS
 from toyds.workshop.participant import advantages_file, load_function
 
@@ -69,13 +67,11 @@ RM_CLAIMS = [
 ]
 
 
-def pretrain_base(task, args, seed):
-    torch.manual_seed(seed)
-    model = GPT(make_config(args.preset, block_size=args.block)).to(args.device)
-    problems = task.sample_weighted(args.pretrain_problems, "train", seed, level_weights(args.level_weighting, task))
-    cfg = TrainConfig.recipe(args.pretrain_steps, args.pretrain_lr, seed=seed, optimizer=args.optimizer)
-    train_supervised(model, task.corpus(problems, "base", seed=seed), cfg, desc=f"seed {seed}: pretrain base")
-    return model
+def base_recipe(args) -> BaseRecipe:
+    """1. the base: the task's mixed corpus, as --pretrain-* ask (toyds/train/pretrain.py)."""
+    return BaseRecipe(preset=args.preset, steps=args.pretrain_steps, batch_size=args.pretrain_batch, lr=args.pretrain_lr,
+                      problems=args.pretrain_problems, weighting=args.level_weighting, optimizer=args.optimizer,
+                      block_size=args.block)
 
 
 def snapshot(model, task, test, args, seed) -> tuple[dict, list[dict]]:
@@ -97,20 +93,12 @@ def grpo_config(args, seed) -> GRPOConfig:
 def learned_rm_run(base, task, rl_problems, test, args, seed):
     """4. Train r_phi on base samples labelled by the rule, then RL against r_phi."""
     t0 = time.perf_counter()
-    probs = rl_problems[: args.rm_prompts]
-    texts = complete(base, probs, temperature=1.0, samples=4, max_new_tokens=args.max_new_tokens, seed=seed + 1)
-    labels = [task.accuracy(t, probs[i // 4]) for i, t in enumerate(texts)]
-    full = [probs[i // 4].prompt() + t for i, t in enumerate(texts)]
-    torch.manual_seed(seed)
-    rm = RewardModel(make_config("tiny", n_layer=args.rm_layers, dim=args.rm_dim, n_head=4,
-                                 hidden_dim=3 * args.rm_dim)).to(args.device)
-    train_reward_model(rm, full, labels, TrainConfig.recipe(args.rm_steps, 1e-3, seed=seed), desc=f"seed {seed}: RM")
+    rm, data = judge_from_samples(base, task, rl_problems[: args.rm_prompts], layers=args.rm_layers, dim=args.rm_dim,
+                                  steps=args.rm_steps, max_new_tokens=args.max_new_tokens, seed=seed,
+                                  desc=f"seed {seed}: RM")
     # how good a judge is it, on fresh base samples it was not trained on?
-    fresh = complete(base, test, temperature=1.0, samples=2, max_new_tokens=args.max_new_tokens, seed=seed + 2)
-    truth = [task.accuracy(t, test[i // 2]) for i, t in enumerate(fresh)]
-    judged = rm.score([test[i // 2].prompt() + t for i, t in enumerate(fresh)])
-    agree = sum((j > 0.5) == (y > 0.5) for j, y in zip(judged, truth)) / len(truth)
-    print(f"\nseed {seed}, learned reward model: {sum(labels):.0f}/{len(labels)} positive labels; "
+    agree = judge_agreement(rm, base, task, test, max_new_tokens=args.max_new_tokens, seed=seed + 2)
+    print(f"\nseed {seed}, learned reward model: {data['positive']:.0f}/{data['texts']} positive labels; "
           f"agrees with the rule on {agree:.1%} of fresh base samples")
 
     policy = copy.deepcopy(base)
@@ -135,7 +123,7 @@ def run(args, seed: int) -> dict:
         print(f"seed {seed}: loaded base model from {args.base}")
     else:
         t0 = time.perf_counter()
-        base = pretrain_base(task, args, seed)
+        base = pretrain_base(task, base_recipe(args), seed, args.device, desc=f"seed {seed}: pretrain base")
         print(f"seed {seed}: pretrained base model ({base.params_total():,} parameters) in "
               f"{time.perf_counter() - t0:.0f}s")
     test = task.sample(args.eval_per_level * len(levels), "test", unique=True)  # small levels give what they hold
@@ -221,6 +209,7 @@ def main(argv=None):
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset")
     ap.add_argument("--base", type=str, default=None, help="load this base checkpoint instead of pretraining one")
     ap.add_argument("--pretrain-steps", type=at_least(1), default=800, help="base model pretraining steps")
+    ap.add_argument("--pretrain-batch", type=at_least(1), default=64, help="sequences per base pretraining step")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=3e-3, help="base pretraining peak lr")
     ap.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
                     help="muon_attention: Muon for attention's matrices, AdamW for the rest (train/trainer.py)")

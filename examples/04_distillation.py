@@ -27,8 +27,7 @@ chapter 4; what was tried: docs/lab/04_distillation.md.
 
 With --out DIR: DIR/metrics.json with "teacher", "student_base" (its greedy and forced
 <think> accuracy), "students" ({name: {"accuracy", "params_active", "seconds",
-"by_difficulty", ...}}), "data_efficiency", "seeds",
-"summary", "claims"; DIR/teacher.pt and DIR/distillation.png with matplotlib.
+"by_difficulty", ...}}), "data_efficiency", "seeds", "summary", "claims"; DIR/teacher.pt, DIR/distillation.png.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ from toyds.core.model import PRESETS
 from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
 from toyds.experiment.output import setup, write_metrics
 from toyds.experiment.seeds import run_seeds
-from toyds.pipeline.pipeline import CLAIMS, QUICK, PipelineConfig, headline, run_seed
+from toyds.pipeline.config import CLAIMS, QUICK, PipelineConfig, headline
+from toyds.pipeline.pipeline import run_seed
 from toyds.rl.reward_registry import add_reward_arg, resolve
 from toyds.tasks.registry import add_task_args, task_from_args
 
@@ -59,7 +60,7 @@ def main(argv=None):
         if f.name == "kd_alpha":  # a share: 0 is plain fine-tuning, 1 is KD alone
             kind = dict(type=number(0, 1))
         ap.add_argument(f"--{f.name.replace('_', '-')}", default=None, **kind,
-                        help=f"override PipelineConfig.{f.name} (default {value}; see toyds/pipeline/pipeline.py)")
+                        help=f"override PipelineConfig.{f.name} (default {value}; see toyds/pipeline/config.py)")
     add_task_args(ap)
     add_reward_arg(ap)
     add_common_args(ap)

@@ -41,7 +41,8 @@ from toyds.experiment.output import setup, write_metrics
 from toyds.experiment.seeds import Claim, judge, report
 from toyds.export.hf import export_model, import_model
 from toyds.export.mapping import TARGETS, target
-from toyds.pipeline.pipeline import QUICK, PipelineConfig, run_pipeline
+from toyds.pipeline.config import QUICK, PipelineConfig
+from toyds.pipeline.pipeline import run_pipeline
 from toyds.rl.reward_registry import R1, resolve
 from toyds.tasks.arithmetic import Arithmetic
 from toyds.train.checkpoint import load_checkpoint

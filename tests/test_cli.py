@@ -35,6 +35,27 @@ def test_solve_prints_thinking_answer_and_rewards(tmp_path, capsys):
     assert "<bos>12+9=" in out and "truth 21" in out and "rewards: accuracy" in out
 
 
+def test_solve_vote_tallies_the_printed_answers_and_keeps_the_majority(tmp_path, capsys):
+    from toyds.train.supervised import TrainConfig, train_supervised
+
+    torch.manual_seed(0)
+    model = GPT(make_config("tiny"))  # briefly trained, so its sampled answers differ and mostly parse
+    task = Arithmetic(digits=(1, 2))
+    train_supervised(model, task.corpus(task.sample(2000, "train"), "think"), TrainConfig.recipe(150, 1e-2),
+                     progress=False)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    assert main(["solve", "47+38", "--model", str(path), "--samples", "12", "--vote", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    said = [line.split("answer: ")[1].split("  (truth")[0] for line in out.splitlines() if line.startswith("  answer: ")]
+    assert len(said) == 12 and len(set(said)) > 1  # --samples 12 at the default temperature 1 for several samples
+    counts = {a: said.count(a) for a in said}
+    tally = out.split("vote over 12 samples: ")[1].splitlines()[0]
+    assert {part.rsplit(" x", 1)[0]: int(part.rsplit(" x", 1)[1]) for part in tally.split(", ")} == {
+        (a if a != "None" else "(no answer)"): n for a, n in counts.items()}
+    winner = out.split("  majority: ")[1].split("  (truth")[0]
+    assert winner != "None" and counts[winner] == max(n for a, n in counts.items() if a != "None")
+
+
 def test_solve_reports_bad_input_clearly(tmp_path, capsys):
     assert main(["solve", "12+9", "--model", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from toyds.pipeline import pipeline
-from toyds.pipeline.pipeline import PipelineConfig, run_pipeline
+from toyds.pipeline import config, pipeline
+from toyds.pipeline.config import PipelineConfig
+from toyds.pipeline.pipeline import run_pipeline
 
 TINY = PipelineConfig(base_preset="tiny", base_steps=150, grpo_steps=2, grpo_prompts=4, group_size=2, sample_prompts=20,
                       samples_per_prompt=4, student_steps=5, eval_per_level=4, digits=(1,), logit_kd=True)
@@ -65,8 +66,8 @@ def test_rejection_sampling_keeps_one_copy_of_each_text_and_stops_at_the_cap(tmp
 
 def test_the_logit_kd_student_is_opt_in():
     assert PipelineConfig().logit_kd is False
-    assert "models.student_logit_kd.accuracy" not in pipeline.headline({"logit_kd": False})
-    assert "models.student_logit_kd.accuracy" in pipeline.headline({"logit_kd": True})
+    assert "models.student_logit_kd.accuracy" not in config.headline({"logit_kd": False})
+    assert "models.student_logit_kd.accuracy" in config.headline({"logit_kd": True})
 
 
 def _stage_files(tmp_path, cfg, stage="base"):
@@ -168,19 +169,19 @@ def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
 
 
 def test_set_types_each_field_as_its_default_and_names_what_is_wrong():
-    assert pipeline.parse_settings(["base_lr=1e-3", "grpo_steps=40", "student_optimizer=muon"]) == {
+    assert config.parse_settings(["base_lr=1e-3", "grpo_steps=40", "student_optimizer=muon"]) == {
         "base_lr": 1e-3, "grpo_steps": 40, "student_optimizer": "muon"}
     with pytest.raises(ValueError, match="FIELD one of base_problems, base_weighting, base_steps, .*got 'seed=3'"):
-        pipeline.parse_settings(["seed=3"])  # the seed has its own flag
+        config.parse_settings(["seed=3"])  # the seed has its own flag
     with pytest.raises(ValueError, match="grpo_steps wants an integer, got '4.5'"):
-        pipeline.parse_settings(["grpo_steps=4.5"])
+        config.parse_settings(["grpo_steps=4.5"])
     with pytest.raises(ValueError, match="FIELD=VALUE"):
-        pipeline.parse_settings(["base_lr"])
+        config.parse_settings(["base_lr"])
     with pytest.raises(ValueError, match=r"base_optimizer must be one of \('adamw', 'muon', 'muon_attention'\), got 'sgd'"):
         PipelineConfig(base_optimizer="sgd")  # named before the base trains
     with pytest.raises(ValueError, match=r"base_weighting must be one of \('harder', 'even'\), got 'heavy'"):
-        pipeline.parse_settings(["base_weighting=heavy"])  # a string field's bad value, named as --set reads it
-    assert pipeline.parse_settings(["base_weighting=even", "base_problems=20000", "grpo_beta=0.02"]) == {
+        config.parse_settings(["base_weighting=heavy"])  # a string field's bad value, named as --set reads it
+    assert config.parse_settings(["base_weighting=even", "base_problems=20000", "grpo_beta=0.02"]) == {
         "base_weighting": "even", "base_problems": 20000, "grpo_beta": 0.02}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 
 import torch
@@ -18,18 +19,13 @@ from toyds.core.model import GPT, make_config
 from toyds.core.sampling import generate
 from toyds.core.tokenizer import END_THINK, THINK
 from toyds.evaluate.accuracy import evaluate, format_table
+from toyds.evaluate.test_time import majority_vote
 from toyds.experiment.flags import check_at_least, check_finite
 from toyds.experiment.output import check_out_dir, write_metrics
 from toyds.experiment.seeds import run_seeds
 from toyds.moe.routing import routed_tokens
-from toyds.pipeline.pipeline import (
-    CLAIMS,
-    QUICK,
-    PipelineConfig,
-    headline,
-    parse_settings,
-    run_seed,
-)
+from toyds.pipeline.config import CLAIMS, QUICK, PipelineConfig, headline, parse_settings
+from toyds.pipeline.pipeline import run_seed
 from toyds.pipeline.stages import Interrupted, terminate_as_interrupt
 from toyds.rl import reward_registry
 from toyds.rl.rewards import extract_answer, format_reward
@@ -101,8 +97,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_solve(args) -> int:
-    check_finite("--temperature", args.temperature, 0, low_ok=True)
     check_at_least("--samples", args.samples)
+    if args.temperature is None:  # one completion: greedy; several: samples at temperature 1
+        args.temperature = 0.0 if args.samples == 1 else 1.0
+    check_finite("--temperature", args.temperature, 0, low_ok=True)
     torch.set_num_threads(args.threads)
     task = task_of(args)
     model, tok, _ = load_checkpoint(args.model, args.device)
@@ -118,6 +116,13 @@ def cmd_solve(args) -> int:
             print("  thinking: " + "\n            ".join(think.split(";")))
         print(f"  answer: {extract_answer(text)}  (truth {task.truth(problem)})")
         print(f"  rewards: accuracy {task.accuracy(text, problem):.0f}, format {format_reward(text):.0f}")
+    if args.vote:
+        answers = [extract_answer(t) for t in g.texts]
+        tally = Counter(a if a is not None else "(no answer)" for a in answers)
+        chosen = g.texts[majority_vote(answers)]
+        print(f"\nvote over {len(answers)} samples: " + ", ".join(f"{a} x{n}" for a, n in tally.most_common()))
+        print(f"  majority: {extract_answer(chosen)}  (truth {task.truth(problem)}; "
+              f"{'right' if task.accuracy(chosen, problem) else 'wrong'})")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     toyds train --corpus think --out runs/think.pt     # a tiny GPT on worked traces (~1 min)
     toyds solve "347+589" --model runs/think.pt        # its chain of thought, answer and rewards
+    toyds solve "347+589" --model runs/think.pt --samples 16 --vote   # 16 samples and their majority vote
     toyds pipeline --out runs/pipeline                 # the whole R1 story (examples/05_pipeline.py)
     toyds experts "347+589" --model runs/pipeline/stages/base.pt   # which experts each token went to
     toyds quantize --model runs/pipeline/stages/student.pt          # the student as int8: size, speed, accuracy
@@ -68,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("problem", help="a problem such as 347+589, 902-45 or 347x8 (or '8,3,1 to 6' with --task countdown)")
     p.add_argument("--model", type=Path, required=True, help="checkpoint to load")
     _task(p)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy; > 0 samples (default: 0 for one completion, 1 for several)")
     p.add_argument("--samples", type=int, default=1, help="completions to draw")
+    p.add_argument("--vote", action="store_true",
+                   help="after the completions, the majority vote over their answers (self-consistency)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     _common(p)
     p.set_defaults(fn=cmd_solve)

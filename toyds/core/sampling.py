@@ -135,8 +135,9 @@ def generate(
             f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
             f"block_size={model.cfg.block_size}"
         )
-    with evaluating(model):
-        new, logps, comp_mask = _decode(model, ids, mask, max_new_tokens, temperature, top_k, tok, generator, use_cache)
+    with evaluating(model), torch.inference_mode():  # no autograd bookkeeping at all while decoding
+        out = _decode(model, ids, mask, max_new_tokens, temperature, top_k, tok, generator, use_cache)
+    new, logps, comp_mask = (t.clone() for t in out)  # plain tensors again: GRPO trains on these tokens
     texts = [tok.decode(row[m].tolist()) for row, m in zip(new, comp_mask)]
     return Generation(
         sequences=torch.cat([ids, new], 1),

@@ -9,6 +9,7 @@ workshop without matplotlib sees the same numbers.
     expert_load        each expert's share of tokens over training steps
     heatmap            a matrix with labelled rows and columns (expert x token class)
     bars               one value per name (the distillation comparison)
+    selection_curves   accuracy against N samples (or tokens), one line per selector, a panel per model
 """
 
 from __future__ import annotations
@@ -101,6 +102,34 @@ def bars(values: dict[str, float], path: Path, title: str = "", ylabel: str = ""
 
 
 # ---------------------------------------------------------------- text forms
+
+
+def selection_curves(rows: list[tuple[str, str, dict, dict]], path: Path) -> Path | None:
+    """rows: [(row title, x label, {model: {selector: {"x": [...], "accuracy": [...], "std": [...]}}},
+    {label: y})], one panel per model in each row, one line per selector, x on a log scale, and a
+    dashed line at each y of the row's references (e.g. R1-Zero's greedy accuracy)."""
+    if not have_matplotlib():
+        return None
+    plt = _pyplot()
+    cols = max(len(r[2]) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(4.2 * cols, 3.2 * len(rows)), squeeze=False)
+    for i, (title, xlabel, panels, reference) in enumerate(rows):
+        for j, (model, sel) in enumerate(panels.items()):
+            ax = axes[i][j]
+            for name, c in sel.items():
+                ax.errorbar(c["x"], c["accuracy"], yerr=c.get("std"), marker="o", ms=3, capsize=2, label=name)
+            for label, y in (reference or {}).items():
+                ax.axhline(y, ls="--", lw=1, color="grey", label=label)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"{model}: {title}", fontsize=9)
+        axes[i][0].set_ylabel("held-out accuracy")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def text_series(histories: dict[str, list[dict]], key: str, points: int = 8) -> str:

@@ -34,6 +34,7 @@ from toyds.core.layers import evaluating
 from toyds.core.model import GPT, GPTConfig
 from toyds.core.sampling import left_pad
 from toyds.core.tokenizer import Tokenizer
+from toyds.evaluate.accuracy import complete
 from toyds.train.supervised import TrainConfig, lr_at
 from toyds.train.trainer import fit, make_optimizer
 
@@ -99,6 +100,31 @@ def train_reward_model(rm: RewardModel, texts: list[str], labels: list[float], c
     return fit(rm, step_fn, cfg.steps, opt=opt, lr_at=lambda step: lr_at(step, cfg), grad_clip=cfg.grad_clip,
                parallel=parallel, eval_fn=eval_fn, eval_every=cfg.eval_every, step_callback=step_callback,
                checkpoint=checkpoint, save_every=cfg.save_every, meta={"stage": desc}, desc=desc, progress=progress)
+
+
+def judge_from_samples(model, task, problems: list, *, samples: int = 4, layers: int = 1, dim: int = 32,
+                       steps: int = 200, lr: float = 1e-3, max_new_tokens: int | None = None, seed: int = 0,
+                       desc: str = "reward model") -> tuple[RewardModel, dict]:
+    """Chapter 3's narrow judge: r_phi trained on `samples` completions per problem that `model`
+    samples (temperature 1), each labelled by the task's rule. Returns the judge and its data's
+    figures ({"texts", "positive"}): a fair judge of what `model` writes, and of nothing else."""
+    texts = complete(model, problems, temperature=1.0, samples=samples, max_new_tokens=max_new_tokens, seed=seed + 1)
+    labels = [task.accuracy(t, problems[i // samples]) for i, t in enumerate(texts)]
+    full = [problems[i // samples].prompt() + t for i, t in enumerate(texts)]
+    torch.manual_seed(seed)
+    config = GPTConfig(n_layer=layers, n_head=4, dim=dim, hidden_dim=3 * dim, block_size=model.cfg.block_size)
+    rm = RewardModel(config).to(next(model.parameters()).device)
+    train_reward_model(rm, full, labels, TrainConfig.recipe(steps, lr, seed=seed), desc=desc)
+    return rm, {"texts": len(texts), "positive": sum(labels)}
+
+
+def judge_agreement(rm: RewardModel, model, task, problems: list, samples: int = 2, max_new_tokens: int | None = None,
+                    seed: int = 0) -> float:
+    """How often r_phi > 0.5 agrees with the rule on fresh samples of `model` it was not trained on."""
+    fresh = complete(model, problems, temperature=1.0, samples=samples, max_new_tokens=max_new_tokens, seed=seed)
+    truth = [task.accuracy(t, problems[i // samples]) for i, t in enumerate(fresh)]
+    judged = rm.score([problems[i // samples].prompt() + t for i, t in enumerate(fresh)])
+    return sum((j > 0.5) == (y > 0.5) for j, y in zip(judged, truth)) / len(truth)
 
 
 def as_reward_fn(rm: RewardModel):

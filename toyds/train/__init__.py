@@ -3,6 +3,7 @@
     trainer.py      optimizer_step (balancing losses, the one backward, clipping, non-finite checks,
                     the bias rule) and fit (history, evaluation, checkpoints, progress)
     supervised.py   TrainConfig, the schedule, and pretraining / SFT on (prompt, completion) pairs
+    pretrain.py     BaseRecipe and pretrain_base: the base R1-Zero starts from, converged on its traces
     batches.py      pairs as token ids, padded or packed into shared rows
     losses.py       the next-token loss with the prompt masked out
     checkpoint.py   atomic saves that replace only toyds checkpoints; safe, checked loads

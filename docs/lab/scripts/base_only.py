@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from toyds.pipeline.pipeline import PipelineConfig, Run, parse_settings, stage_base
+from toyds.pipeline.config import PipelineConfig, parse_settings
+from toyds.pipeline.pipeline import Run, stage_base
 
 seed, out = int(sys.argv[1]), Path(sys.argv[2])
 sets = [a for a in sys.argv[3:] if a != "--set"]
@@ -20,7 +21,7 @@ cfg = PipelineConfig(seed=seed, **parse_settings(sets))
 run = Run(out, cfg, "cpu", False, print)
 test = run.task.sample(cfg.eval_per_level * len(run.task.levels), "test", unique=True)  # the pipeline's held-out set
 t0 = time.perf_counter()
-_, m = stage_base(run, run.task.sample(20000, "train", seed=cfg.seed), test)
+_, m = stage_base(run, test)  # its corpus from cfg.base_problems and cfg.base_weighting
 row = {"seed": seed, "sets": sets, "greedy": m["accuracy"], "by_difficulty": m["by_difficulty"],
        "think_rate": m["think_rate"], "forced_think": m["forced_think"], "seconds": time.perf_counter() - t0}
 print(json.dumps(row))
