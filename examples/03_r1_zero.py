@@ -217,7 +217,7 @@ def main(argv=None):
     ap.add_argument("--level-weighting", default="harder", choices=WEIGHTINGS,
                     help="how the base corpus visits the levels: harder = level i of n, i times per cycle (half the "
                          "corpus from the hardest level); even = in turn")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=40, help="GRPO steps")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=30, help="GRPO steps")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-4, help="GRPO learning rate")

@@ -245,7 +245,7 @@ def main(argv=None):
     ap.add_argument("--base-steps", type=at_least(1), default=500,
                     help="pretraining steps of the student base that rl, sequence_kd and logit_kd start from (a small "
                          "model early in pretraining: it executes few 3-digit traces, so RL has little to select)")
-    ap.add_argument("--steps", type=at_least(1), default=600, help="optimiser steps of every student after the base")
+    ap.add_argument("--steps", type=at_least(1), default=500, help="optimiser steps of every student after the base")
     ap.add_argument("--rl-steps", type=at_least(1), default=60, help="GRPO steps of the rl student, after pretraining")
     ap.add_argument("--rl-lr", type=number(0, 1, low_open=True), default=1e-4, help="GRPO learning rate of the rl student")
     ap.add_argument("--rl-beta", type=number(0), default=0.05, help="KL weight of the rl student to the student base")

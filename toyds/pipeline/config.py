@@ -30,7 +30,7 @@ class PipelineConfig:
     base_batch: int = 64  # sequences per base step
     base_lr: float = 3e-3  # base pretraining peak learning rate
     base_optimizer: str = "adamw"  # the base's optimiser (train/trainer.py's OPTIMIZERS)
-    grpo_steps: int = 40  # R1-Zero GRPO steps (greedy think rate reaches 1 by step ~20 on a converged base)
+    grpo_steps: int = 30  # R1-Zero GRPO steps (greedy think rate reaches 1 by step ~20 on a converged base)
     grpo_prompts: int = 16  # prompts per GRPO step
     group_size: int = 8  # G samples per prompt
     grpo_lr: float = 1e-4  # GRPO learning rate (the think rate climbs about linearly in steps x lr; 2e-4 blurred
