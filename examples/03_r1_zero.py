@@ -217,7 +217,7 @@ def main(argv=None):
     ap.add_argument("--level-weighting", default="harder", choices=WEIGHTINGS,
                     help="how the base corpus visits the levels: harder = level i of n, i times per cycle (half the "
                          "corpus from the hardest level); even = in turn")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=30, help="GRPO steps")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=25, help="GRPO steps")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-4, help="GRPO learning rate")
@@ -233,7 +233,7 @@ def main(argv=None):
     ap.add_argument("--rm-steps", type=at_least(1), default=200, help="reward model training steps")
     ap.add_argument("--rm-layers", type=at_least(1), default=1, help="reward model transformer blocks (a narrow judge)")
     ap.add_argument("--rm-dim", type=at_least(8), default=32, help="reward model width (a multiple of 8)")
-    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=24, help="GRPO steps against the learned reward")
+    ap.add_argument("--rm-grpo-steps", type=at_least(1), default=16, help="GRPO steps against the learned reward")
     ap.add_argument("--rm-lr", type=number(0, 1, low_open=True), default=2e-4,
                     help="GRPO learning rate against the learned reward (pushed harder than the rules run)")
     ap.add_argument("--rm-beta", type=number(0), default=0.0, help="KL weight of the learned-reward run")

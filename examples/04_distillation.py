@@ -1,7 +1,7 @@
 """Chapter 4, distillation: a small student learns to reason from a larger teacher.
 
-    python examples/04_distillation.py --out runs/04               # 1 seed
-    python examples/04_distillation.py --out runs/04 --seeds 3     # the README's table
+    python examples/04_distillation.py --out runs/04 --seeds 3           # the README's table
+    python examples/04_distillation.py --out runs/04-gkd --seeds 3 --gkd # + on-policy students, curves
 
 DeepSeek distilled R1 into small dense models by fine-tuning them on its sampled,
 filtered reasoning, and found that this beats running the same RL on the small
@@ -11,28 +11,30 @@ model (R1 paper, section 4.1). Here, once per seed:
    Muon once per run before the seeds start (or --teacher PATH, any toyds checkpoint).
 1. Rejection sampling: the teacher writes --k completions per training problem; the
    rules keep the right, well-formed ones, one copy of each (toyds/distill/rejection.py).
-2. Students of the `tiny` preset (1/8 of the teacher's active parameters), all from
-   one *student base* pretrained briefly on the mixed corpus (500 steps: it answers
-   1-digit sums and, made to think, executes few 3-digit traces), the same steps each:
-   rl (its own R1-Zero, --reward), sequence_kd (SFT on the kept text), logit_kd (the
-   teacher's distributions too), and with --scratch SFT on answers from random weights.
-   RL can only select what the student base already does; distillation teaches it.
+2. Students of the `tiny` preset (1/8 of the teacher's active parameters), all from one
+   *student base* pretrained briefly (500 steps: it executes few 3-digit traces when made
+   to think): rl (its own R1-Zero), sequence_kd (SFT on the kept text), logit_kd (the
+   teacher's distributions too); --scratch: SFT on answers from random weights; --gkd:
+   on_policy (GKD: the student writes, the teacher grades every token; distill/on_policy.py)
+   and off_then_on (sequence KD, then on-policy, as Qwen3 did), at about equal wall time,
+   with every student's held-out curve against steps and seconds.
 3. A table of active parameters, held-out accuracy by digits and training seconds.
 4. Hinton's data-efficiency point: the same few texts as hard targets vs soft targets.
 
-Claims, per seed: the best student reaches >= 0.95 of its teacher's accuracy with
-<= 1/4 of its active parameters, and sequence KD beats the student's own R1-Zero by
->= 0.2; soft vs hard targets is reported with no claim. Time on 2 cores: README
-chapter 4; what was tried: docs/lab/04_distillation.md.
+Claims, per seed: the best student reaches >= 0.95 of its teacher's accuracy with <= 1/4
+of its active parameters; sequence KD beats the student's own R1-Zero by >= 0.2. Time on
+2 cores: README chapter 4; what was tried: docs/lab/04_distillation.md.
 
-With --out DIR: DIR/metrics.json with "teacher", "student_base" (its greedy and forced
-<think> accuracy), "students" ({name: {"accuracy", "params_active", "seconds",
-"by_difficulty", ...}}), "data_efficiency", "seeds", "summary", "claims"; DIR/teacher.pt, DIR/distillation.png.
+With --out DIR: DIR/metrics.json with "teacher", "student_base", "students" ({name: {"accuracy",
+"params_active", "seconds", "by_difficulty", ...}}), "data_efficiency", "seeds", "summary",
+"claims", with --gkd "on_policy" and "curves"; DIR/teacher.pt, distillation(_curves).png.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -56,17 +58,20 @@ from toyds.train.checkpoint import load_checkpoint, save_checkpoint
 from toyds.train.supervised import TrainConfig, train_supervised
 from toyds.train.trainer import OPTIMIZERS
 
-STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd")  # scratch only with --scratch
+STUDENTS = ("scratch", "rl", "sequence_kd", "logit_kd", "on_policy", "off_then_on")  # scratch: --scratch; the last two: --gkd
 
 
 def student_names(args) -> tuple[str, ...]:
-    return STUDENTS if args.scratch else STUDENTS[1:]
+    return (("scratch",) if args.scratch else ()) + STUDENTS[1:4] + (STUDENTS[4:] if args.gkd else ())
 
 
 def headline(args) -> list[str]:
+    hardest = Arithmetic(args.digits, args.ops).levels[-1]
     return ["teacher.accuracy", "student_base.forced_think.accuracy", *(f"students.{s}.accuracy" for s in
-            student_names(args)), "best_student_over_teacher", "sequence_kd_minus_rl", "data_efficiency.hard",
-            "data_efficiency.soft"]
+            student_names(args)), *(f"students.{s}.by_difficulty.{hardest}" for s in student_names(args)),
+            *(f"students.{s}.seconds" for s in student_names(args)), "best_student_over_teacher",
+            "sequence_kd_minus_rl", "data_efficiency.hard", "data_efficiency.soft",
+            *(f"on_policy.{n}.minus_sequence_kd_hardest" for n in (STUDENTS[4:] if args.gkd else ()))]
 CLAIMS = [
     Claim("the best student reaches >= 0.95 of its teacher's accuracy", "best_student_over_teacher", ">=", 0.95),
     Claim("... with <= 1/4 of the teacher's active parameters", "student_over_teacher_params", "<=", 0.25),
@@ -94,6 +99,10 @@ def train_teacher(args):
     return teacher
 
 
+def levels_of(args) -> list[str]:
+    return list(Arithmetic(args.digits, args.ops).levels)
+
+
 def get_teacher(args, seed):
     """The teacher for one seed's students: the shared one main() trained, or --teacher PATH."""
     teacher, _, _ = load_checkpoint(args.teacher, args.device)
@@ -109,43 +118,96 @@ def new_student(args, seed, base: GPT | None = None) -> GPT:
     return m
 
 
-def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int) -> tuple[dict, GPT, float]:
+class Curve:
+    """Greedy accuracy on a probe set while a student trains, against its steps and its training
+    seconds (the probe's own time left out): fit's step_callback and eval_fn at once."""
+
+    def __init__(self, task, probe, every: int):
+        self.task, self.probe, self.every, self.points = task, probe, every, []
+        self.offset, self.step, self.eval_seconds, self.t0 = 0, 0, 0.0, time.perf_counter()
+
+    def phase(self, steps_before: int) -> None:  # off_then_on: the second phase's steps follow the first's
+        self.offset = steps_before
+
+    def __call__(self, step: int, model) -> None:
+        self.step = self.offset + step + 1
+
+    def probe_now(self, model) -> dict:
+        t = time.perf_counter()
+        r = evaluate(model, self.task, self.probe)
+        self.eval_seconds += time.perf_counter() - t
+        self.points.append({"step": self.step, "seconds": time.perf_counter() - self.t0 - self.eval_seconds,
+                            "accuracy": r["accuracy"],
+                            "by_difficulty": {lv: v["accuracy"] for lv, v in r["by_difficulty"].items()}})
+        return {"probe_accuracy": r["accuracy"]}
+
+
+def gkd_config(args, seed, steps: int) -> KDConfig:
+    """On-policy distillation (GKD's lmbda = 1): every batch is the student's own samples, graded by the
+    teacher at every token; --on-policy-beta as TRL reads it (1: reverse KL, DistillationTrainer's default)."""
+    b = args.on_policy_beta
+    kind = "forward" if b == 0 else "reverse" if b == 1 else "jsd"
+    return KDConfig(alpha=1.0, kind=kind, beta=b if kind == "jsd" else 0.5, on_policy=1.0,
+                    on_policy_loss=args.on_policy_loss, max_new_tokens=Arithmetic(args.digits, args.ops).completion_cap(),
+                    train=budget(args, seed, steps))
+
+
+def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
+             probe=None) -> tuple[dict, GPT, float, dict]:
     """2. the students, all of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
     scratch (only with --scratch) starts from random weights. Returns {name: (model, seconds)}, the
-    base and its seconds; cap is the rl student's completion cap (Task.completion_cap)."""
+    base and its seconds, and each student's curve on `probe` (with --curve-points); cap is the rl
+    student's completion cap (Task.completion_cap)."""
     t0 = time.perf_counter()
     base = new_student(args, seed)
     train_supervised(base, task.corpus(train_problems, "base", seed=seed),
                      budget(args, seed, args.base_steps, optimizer="adamw"), desc="student base")
     base_seconds = time.perf_counter() - t0
 
-    def scratch(m):
-        train_supervised(m, task.corpus(train_problems, "direct", seed=seed), budget(args, seed), desc="scratch")
+    def every(cfg):  # the probe's interval for a run of cfg.steps steps
+        return dataclasses.replace(cfg, eval_every=max(cfg.steps // args.curve_points, 1)) if probe else cfg
 
-    def rl(m):
+    def scratch(m, c):
+        train_supervised(m, task.corpus(train_problems, "direct", seed=seed), every(budget(args, seed)),
+                         desc="scratch", **c)
+
+    def rl(m, c):
         fns, weights = resolve(args.reward, task)
-        train_grpo(m, prompts, GRPOConfig(steps=args.rl_steps, lr=args.rl_lr, beta=args.rl_beta, max_new_tokens=cap,
-                                          seed=seed), reward_fns=fns,
-                   reward_weights=weights, desc="rl: grpo")
+        cfg = GRPOConfig(steps=args.rl_steps, lr=args.rl_lr, beta=args.rl_beta, max_new_tokens=cap, seed=seed)
+        train_grpo(m, prompts, every(cfg), reward_fns=fns, reward_weights=weights, desc="rl: grpo", **c)
 
-    def sequence_kd(m):
-        train_supervised(m, kept, budget(args, seed), desc="sequence kd")
+    def sequence_kd(m, c, steps=None):
+        train_supervised(m, kept, every(budget(args, seed, steps)), desc="sequence kd", **c)
 
-    def logit_kd(m):
+    def logit_kd(m, c):
         cfg = KDConfig(alpha=args.alpha, temperature=args.temperature, kind=args.kind, on_policy=args.on_policy,
-                       train=budget(args, seed))
-        train_logit_kd(m, teacher, kept, cfg, desc="logit kd")
+                       train=every(budget(args, seed)))
+        train_logit_kd(m, teacher, kept, cfg, desc="logit kd", **c)
 
-    fits = dict(zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd)))
-    out = {}
+    def on_policy(m, c, steps=None):
+        cfg = gkd_config(args, seed, steps or args.on_policy_steps)
+        train_logit_kd(m, teacher, kept, dataclasses.replace(cfg, train=every(cfg.train)), desc="on-policy kd", **c)
+
+    def off_then_on(m, c):  # Qwen3's order: sequence KD first, then on-policy
+        first = args.steps // 2
+        sequence_kd(m, c, first)
+        if c:
+            c["step_callback"].phase(first)
+        on_policy(m, c, args.on_policy_steps // 2)
+
+    fits = dict(zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd, on_policy, off_then_on)))
+    out, curves = {}, {}
     for name in student_names(args):
         m = new_student(args, seed, None if name == "scratch" else base)
+        curve = Curve(task, probe, args.curve_points) if probe else None
         t0 = time.perf_counter()
-        fits[name](m)
+        fits[name](m, dict(eval_fn=curve.probe_now, step_callback=curve) if curve else {})
         # seconds: this student's own training; the shared base's is counted once, in "base_seconds"
-        out[name] = (m, time.perf_counter() - t0)
-    return out, base, base_seconds
+        out[name] = (m, time.perf_counter() - t0 - (curve.eval_seconds if curve else 0.0))
+        if curve:
+            curves[name] = curve.points
+    return out, base, base_seconds, curves
 
 
 def data_efficiency(args, seed, teacher, base, kept) -> tuple[dict, int]:
@@ -187,7 +249,9 @@ def run(args, seed: int) -> dict:
         raise RuntimeError(f"seed {seed}: the teacher produced no correct, well-formed completion to distil; train it longer")
 
     # 2-3. the students, and their table
-    trained_students, base, base_seconds = students(args, seed, task, train_problems, prompts, teacher, kept, cap)
+    probe = [p for lv in levels for p in [q for q in test if task.level(q) == lv][:args.probe_per_digit]]
+    trained_students, base, base_seconds, curves = students(args, seed, task, train_problems, prompts, teacher, kept,
+                                                            cap, probe if args.curve_points else None)
     # what RL can select: the student base made to open with <think> (R1-Zero's premise, chapter 3)
     base_greedy, base_forced = evaluate(base, task, test), evaluate(base, task, test, prefix="<think>")
     print(f"seed {seed}: the student base, greedy {base_greedy['accuracy']:.3f}; forced to open with <think> "
@@ -232,7 +296,40 @@ def run(args, seed: int) -> dict:
         "student_over_teacher_params": student_params / teacher.params_active(),
         "sequence_kd_minus_rl": acc["sequence_kd"] - acc["rl"],
         "seconds": time.perf_counter() - t_start, "picture": str(picture) if picture else None,
+        **({"curves": curves} if curves else {}),
+        **({"on_policy": {n: {"accuracy": results[n]["accuracy"], "by_difficulty": by_digit(results[n]),
+                              "seconds": trained_students[n][1], "curve": curves.get(n),
+                              # what it recovers over sequence KD on the hardest level, and its price per step
+                              "minus_sequence_kd_hardest": (results[n]["by_difficulty"][levels[-1]]["accuracy"]
+                                                            - results["sequence_kd"]["by_difficulty"][levels[-1]]["accuracy"]),
+                              "seconds_per_step": trained_students[n][1] / steps}
+                          for n, steps in (("on_policy", args.on_policy_steps),
+                                           ("off_then_on", args.steps // 2 + args.on_policy_steps // 2))}}
+           if args.gkd else {}),
     }
+
+
+def curve_picture(args, metrics: dict):
+    """--gkd: every student's probe accuracy against its steps and its training seconds (mean +- std over
+    seeds), all levels and then each level, with the teacher's accuracy dashed."""
+    runs = metrics["seeds"]
+    levels = list(runs[0]["teacher"]["by_difficulty"])
+
+    def line(name, x, level):
+        pts = list(zip(*(r["curves"][name] for r in runs)))  # per probe: the seeds' points
+        pick = (lambda p: p["accuracy"]) if level is None else (lambda p: p["by_difficulty"][level])
+        acc = [[pick(p) for p in pt] for pt in pts]
+        return {"x": [statistics.mean(p[x] for p in pt) for pt in pts], "accuracy": [statistics.mean(a) for a in acc],
+                "std": [statistics.stdev(a) if len(a) > 1 else 0.0 for a in acc]}
+
+    def teacher(level):
+        return {"teacher": statistics.mean(r["teacher"]["accuracy"] if level is None else r["teacher"]["by_difficulty"]
+                                           [level] for r in runs)}
+
+    rows = [(f"{'all levels' if lv is None else f'{lv} digits'}", "student steps / training seconds",
+             {f"against {x}": {n: line(n, x, lv) for n in runs[0]["curves"]} for x in ("step", "seconds")}, teacher(lv))
+            for lv in [None, *levels]]
+    return plots.selection_curves(rows, args.out / "distillation_curves.png", log_x=False)
 
 
 def main(argv=None):
@@ -277,6 +374,20 @@ def main(argv=None):
                          "lesson again; off by default for the time budget)")
     ap.add_argument("--efficiency-temperature", type=number(0, low_open=True), default=1.0,
                     help="tau of the soft-target student")
+    ap.add_argument("--gkd", action="store_true",
+                    help="also train the on-policy students (on_policy; off_then_on, as Qwen3 did) and draw every "
+                         "student's curve (--curve-points)")
+    ap.add_argument("--on-policy-steps", type=at_least(1), default=170,
+                    help="steps of the on_policy student (each samples and runs the teacher: about the wall time of "
+                         "--steps off-policy steps); off_then_on takes half of --steps, then half of these")
+    ap.add_argument("--on-policy-beta", type=number(0, 1), default=1.0,
+                    help="on-policy divergence, TRL's beta: 0 forward KL, 1 reverse KL (DistillationTrainer's default)")
+    ap.add_argument("--on-policy-loss", default="divergence", choices=("divergence", "sampled_token"),
+                    help="on-policy loss: over the teacher's whole distribution, or the sampled token's log-ratio as a "
+                         "reward (policy gradient)")
+    ap.add_argument("--curve-points", type=at_least(0), default=None,
+                    help="probes of held-out accuracy per student while it trains (default: 5 with --gkd, else 0)")
+    ap.add_argument("--probe-per-digit", type=at_least(1), default=30, help="held-out problems per digit in a probe")
     ap.add_argument("--eval-per-digit", type=at_least(1), default=100, help="held-out problems per digit count")
     ap.add_argument("--show", type=at_least(0), default=2, help="completions to print per student")
     add_arithmetic_args(ap)
@@ -294,6 +405,8 @@ def main(argv=None):
         resolve(args.reward, Arithmetic(args.digits, args.ops))  # a reward the task lacks is named before any work
     except ValueError as e:
         ap.error(str(e))
+    if args.curve_points is None:
+        args.curve_points = 5 if args.gkd else 0
     if args.on_policy and args.alpha == 0:
         ap.error("argument --on-policy: on-policy steps learn only from the KD term, so they need --alpha > 0")
     setup(args, checkpoints=("teacher.pt",))
@@ -315,6 +428,14 @@ def main(argv=None):
           f"soft {soft['mean']:.3f} +- {soft['std']:.3f}"
           + (": the spreads overlap, so no claim either way" if overlap else ""))
     metrics["soft_vs_hard_overlap"] = overlap
+    if args.gkd:
+        print("\non-policy distillation, held-out accuracy (3 digits), training seconds, per seed:")
+        for name in ("sequence_kd", "logit_kd", "on_policy", "off_then_on"):
+            row = [(r["students"][name]["accuracy"], r["students"][name]["by_difficulty"][levels_of(args)[-1]],
+                    r["students"][name]["seconds"]) for r in metrics["seeds"]]
+            print(f"  {name:<12} " + "   ".join(f"{a:.3f} ({h:.3f}) {t:4.0f}s" for a, h, t in row))
+        if args.out is not None:
+            metrics["curve_picture"] = str(curve_picture(args, metrics))
     write_metrics(args.out, metrics)
     return metrics
 

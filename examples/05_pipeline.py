@@ -37,12 +37,16 @@ from toyds.core.model import PRESETS
 from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, number
 from toyds.experiment.output import setup, write_metrics
 from toyds.experiment.seeds import run_seeds
-from toyds.pipeline.config import CLAIMS, QUICK, PipelineConfig, headline
+from toyds.pipeline.config import CLAIMS, QUICK, STUDENT_METHODS, PipelineConfig, headline
 from toyds.pipeline.pipeline import run_seed
 from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.tasks.base import WEIGHTINGS
 from toyds.tasks.registry import add_task_args, task_from_args
+from toyds.train.trainer import OPTIMIZERS
 
 FLAG_TYPES = {int: at_least(1), float: number(0, low_open=True)}
+CHOICES = {"base_preset": sorted(PRESETS), "student_preset": sorted(PRESETS), "base_weighting": WEIGHTINGS,
+           "base_optimizer": OPTIMIZERS, "student_optimizer": OPTIMIZERS, "student_method": STUDENT_METHODS}
 
 
 def main(argv=None):
@@ -54,7 +58,7 @@ def main(argv=None):
         if f.name in ("seed", "task", "digits", "ops", "reward"):  # the shared flags below
             continue
         value = getattr(defaults, f.name)
-        kind = dict(type=FLAG_TYPES[type(value)]) if type(value) in FLAG_TYPES else dict(choices=sorted(PRESETS))
+        kind = dict(type=FLAG_TYPES[type(value)]) if type(value) in FLAG_TYPES else dict(choices=CHOICES.get(f.name))
         if isinstance(value, bool):  # --logit-kd / --no-logit-kd
             kind = dict(action=argparse.BooleanOptionalAction)
         if f.name == "kd_alpha":  # a share: 0 is plain fine-tuning, 1 is KD alone

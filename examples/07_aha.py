@@ -52,6 +52,7 @@ from toyds.rl.reward_registry import add_reward_arg, resolve
 from toyds.tasks.addcheck import AdditionWithChecks
 from toyds.tasks.countdown_reading import LEVELS
 from toyds.tasks.registry import TASKS, make_task
+from toyds.train.pretrain import SearchRecipe, pretrain_search_base
 from toyds.train.supervised import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
@@ -101,17 +102,13 @@ def new_model(args, seed: int) -> GPT:
 # ------------------------------------------------------------ Countdown-lite
 
 
-def pretrain_search_base(task, args, seed: int) -> GPT:
-    """1. the base, in two phases: mostly search first (to learn the working and the checks),
-    then mostly guesses (so that, greedy, the base prefers to answer directly)."""
-    model = new_model(args, seed)
-    problems = task.sample(args.pretrain_problems, "train", seed=seed)  # the pretraining split only
-    for phase, (steps, share) in enumerate([(args.search_steps, args.search_phase_share),
-                                            (args.mix_steps, args.search_share)], start=1):
-        corpus = task.search_corpus(problems, share, seed=seed + phase)
-        train_supervised(model, corpus, TrainConfig.recipe(steps, args.pretrain_lr, args.batch, seed + phase),
-                         desc=f"seed {seed}: pretrain {task.name}, phase {phase} ({share:.0%} search)")
-    return model
+def search_recipe(args) -> SearchRecipe:
+    """1. the base's recipe (toyds/train/pretrain.py): mostly search first (to learn the working and
+    the checks), then mostly guesses (so that, greedy, the base prefers to answer directly)."""
+    return SearchRecipe(preset=args.preset, n_layer=args.layers, block_size=args.block, search_steps=args.search_steps,
+                        search_phase_share=args.search_phase_share, mix_steps=args.mix_steps,
+                        search_share=args.search_share, lr=args.pretrain_lr, batch_size=args.batch,
+                        problems=args.pretrain_problems)
 
 
 def greedy_measures(model, task, test, args) -> tuple[dict, list[str]]:
@@ -144,7 +141,7 @@ def run_search(args, seed: int) -> dict:
     """1-4 on the search task (Countdown-lite by default)."""
     t0 = time.perf_counter()
     task = search_task(args)
-    model = pretrain_search_base(task, args, seed)
+    model = pretrain_search_base(task, search_recipe(args), seed, args.device, desc=f"seed {seed}: pretrain")
     t_pre = time.perf_counter() - t0
     print(f"seed {seed}: pretrained the {task.name} base ({model.params_total():,} parameters) in {t_pre:.0f}s")
 

@@ -3,7 +3,7 @@
     python examples/10_grpo_family.py --out runs/10 --seeds 3                     # R1-Zero arithmetic
     python examples/10_grpo_family.py --task countdown --out runs/10-countdown --seeds 3
 
-Per seed, one base is pretrained as chapter 3 pretrains it (toyds/train/pretrain.py), then
+Per seed, one base is pretrained as chapter 3 (or, for Countdown-lite, chapter 7) pretrains it, then
 every variant of --variants trains a copy of it on the same prompts, with the same rewards,
 steps and learning rate (rl/grpo.py; each row of VARIANTS is GRPOConfig fields):
 
@@ -41,7 +41,7 @@ from toyds.experiment.seeds import run_seeds
 from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.rl.reward_registry import add_reward_arg, resolve
 from toyds.tasks.registry import add_task_args, task_from_args
-from toyds.train.pretrain import BaseRecipe, pretrain_base
+from toyds.train.pretrain import BaseRecipe, SearchRecipe, pretrain_base, pretrain_search_base
 
 VARIANTS = {
     "grpo": dict(loss_type="grpo"),
@@ -57,10 +57,13 @@ FIGURES = ("accuracy", "mean_length", "entropy", "clip_frac", "seconds")
 
 def run(args, seed: int) -> dict:
     task = task_from_args(args)
-    recipe = BaseRecipe(preset=args.preset, steps=args.pretrain_steps, problems=args.pretrain_problems,
-                        block_size=args.block)
     t0 = time.perf_counter()
-    base = pretrain_base(task, recipe, seed, args.device, desc=f"seed {seed}: pretrain base")
+    if args.task == "countdown":  # chapter 7's base: searches first, then mostly guesses
+        base = pretrain_search_base(task, SearchRecipe(), seed, args.device, desc=f"seed {seed}: pretrain")
+    else:  # chapter 3's base: traces converged, greedy still direct
+        recipe = BaseRecipe(preset=args.preset, steps=args.pretrain_steps, problems=args.pretrain_problems,
+                            block_size=args.block)
+        base = pretrain_base(task, recipe, seed, args.device, desc=f"seed {seed}: pretrain base")
     test = task.sample(args.eval_per_level * len(task.levels), "test", unique=True)
     prompts = task.sample(5000, "rl", seed=seed + 1000)
     fns, weights = resolve(args.reward, task)
@@ -104,15 +107,17 @@ def verdicts(metrics: dict, variants: list[str]) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
-    ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset")
-    ap.add_argument("--pretrain-steps", type=at_least(1), default=800, help="base pretraining steps")
-    ap.add_argument("--pretrain-problems", type=at_least(1), default=6000, help="problems in the base corpus")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=40, help="GRPO steps of every variant")
+    ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset (arithmetic)")
+    ap.add_argument("--pretrain-steps", type=at_least(1), default=800, help="base pretraining steps (arithmetic)")
+    ap.add_argument("--pretrain-problems", type=at_least(1), default=6000, help="problems in the base corpus (arithmetic)")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=30, help="GRPO steps of every variant")
     ap.add_argument("--updates", type=at_least(1), default=2, help="policy steps per sampled batch (TRL's num_iterations)")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
-    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=1e-4, help="GRPO learning rate")
-    ap.add_argument("--beta", type=number(0), default=0.05, help="KL weight to the base")
+    ap.add_argument("--lr", type=number(0, 1, low_open=True), default=None,
+                    help="GRPO learning rate (default: chapter 3's 1e-4; chapter 7's 5e-4 for Countdown-lite)")
+    ap.add_argument("--beta", type=number(0), default=None,
+                    help="KL weight to the base (default: chapter 3's 0.05; chapter 7's 0.02 for Countdown-lite)")
     ap.add_argument("--max-new-tokens", type=at_least(1), default=None,
                     help="completion cap (default: 48 for arithmetic, 128 for the search traces of Countdown-lite)")
     ap.add_argument("--block", type=at_least(16), default=None,
@@ -131,6 +136,8 @@ def main(argv=None):
     search = args.task == "countdown"  # its search traces need the room (chapter 7)
     args.block = args.block or (320 if search else 128)
     args.max_new_tokens = args.max_new_tokens or (128 if search else 48)
+    args.lr = args.lr or (5e-4 if search else 1e-4)
+    args.beta = (0.02 if search else 0.05) if args.beta is None else args.beta
     try:
         resolve(args.reward, task)
     except ValueError as e:

@@ -8,8 +8,8 @@ import toyds.distill.kd as distill
 from toyds.core.model import GPT, make_config
 from toyds.core.tokenizer import Tokenizer
 from toyds.distill.kd import KDConfig, check_compatible, evaluate_kd, train_logit_kd
-from toyds.distill.losses import KINDS, kd_loss
-from toyds.distill.on_policy import is_on_policy_step
+from toyds.distill.losses import KINDS, generalized_jsd, kd_loss
+from toyds.distill.on_policy import is_on_policy_step, sampled_token_loss
 from toyds.tasks.arithmetic import sample_problems
 from toyds.tasks.arithmetic_traces import build_corpus
 from toyds.train.batches import collate, encode_pairs
@@ -179,7 +179,8 @@ def test_check_compatible_names_both_values():
     "kwargs, match",
     [(dict(alpha=1.5), "alpha must be in"), (dict(kind="kl"), "kind must be"), (dict(temperature=0), "temperature"),
      (dict(kind="jsd", beta=1.0), "beta"), (dict(on_policy=2.0), "on_policy must be"),
-     (dict(on_policy=True, alpha=0.0), "needs alpha > 0")],
+     (dict(on_policy=True, alpha=0.0), "needs alpha > 0"),
+     (dict(on_policy_loss="reinforce"), "on_policy_loss must be one of .*'reinforce'")],
 )
 def test_kd_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -190,6 +191,67 @@ def test_on_policy_steps_are_spread_evenly():
     assert [is_on_policy_step(s, 0.5) for s in range(4)] == [False, True, False, True]
     assert sum(is_on_policy_step(s, 0.25) for s in range(100)) == 25
     assert all(is_on_policy_step(s, True) for s in range(5)) and not any(is_on_policy_step(s, 0.0) for s in range(5))
+
+
+# ------------------------------------------- TRL's generalized JSD and the sampled-token form
+
+
+@pytest.mark.parametrize("beta, kind", [(0.0, "forward"), (0.5, "jsd"), (1.0, "reverse")])
+def test_generalized_jsd_reads_beta_as_trl_does(beta, kind):
+    # TRL: beta 0 = KL(teacher || student), 1 = KL(student || teacher), no tau^2: BY_HAND / 4 at tau = 2
+    got = generalized_jsd(STUDENT, TEACHER, ONE, beta=beta, temperature=2.0)
+    assert math.isclose(got.item(), BY_HAND[kind] / 4, rel_tol=1e-5)
+    with pytest.raises(ValueError, match=r"beta must be a number in \[0, 1\].*got 1.5"):
+        generalized_jsd(STUDENT, TEACHER, ONE, beta=1.5)
+
+
+def test_generalized_jsd_ignores_masked_positions_and_only_the_student_learns():
+    torch.manual_seed(0)
+    s, t = torch.randn(1, 3, 4, requires_grad=True), torch.randn(1, 3, 4, requires_grad=True)
+    mask = torch.tensor([[True, True, False]])
+    junk_s, junk_t = s.detach().clone(), t.detach().clone()
+    junk_s[0, 2], junk_t[0, 2] = float("nan"), float("inf")
+    got = generalized_jsd(s, t, mask, beta=0.5)
+    assert torch.isclose(got, generalized_jsd(junk_s, junk_t, mask, beta=0.5))
+    assert torch.isclose(got, generalized_jsd(s[:, :2], t[:, :2], torch.ones(1, 2, dtype=torch.bool), beta=0.5))
+    got.backward()
+    assert t.grad is None and s.grad[0, :2].abs().sum() > 0 and s.grad[0, 2].abs().sum() == 0
+
+
+def test_sampled_token_loss_by_hand():
+    # teacher P = [3/4, 1/4], student Q = [1/2, 1/2] (temperature 1); the student wrote token 0:
+    # r = ln(3/4) - ln(1/2) = ln 1.5; loss = -r ln(1/2) = ln 1.5 ln 2; d loss / d z = -r (onehot_0 - Q)
+    s = torch.zeros(1, 1, 2, requires_grad=True)
+    t = torch.tensor([[[math.log(3), 0.0]]], requires_grad=True)
+    loss = sampled_token_loss(s, t, torch.tensor([[0]]), ONE)
+    assert math.isclose(loss.item(), math.log(1.5) * math.log(2), rel_tol=1e-6)
+    loss.backward()
+    assert torch.allclose(s.grad, -math.log(1.5) * torch.tensor([[[0.5, -0.5]]])) and t.grad is None
+
+
+def test_sampled_token_gradient_in_expectation_is_the_reverse_kl_gradient():
+    # sum over the tokens x the student could write, weighted by Q(x), of the sampled-token gradient
+    # equals the gradient of KL(Q || P) (the score-function identity), exactly, for any logits
+    torch.manual_seed(1)
+    s, t = torch.randn(1, 1, 5, requires_grad=True), torch.randn(1, 1, 5)
+    q = torch.softmax(s.detach(), -1)[0, 0]
+    expected = torch.zeros(5)
+    for x in range(5):
+        (g,) = torch.autograd.grad(sampled_token_loss(s, t, torch.tensor([[x]]), ONE), s)
+        expected += q[x] * g[0, 0]
+    (reverse,) = torch.autograd.grad(kd_loss(s, t, ONE, 1.0, "reverse"), s)
+    assert torch.allclose(expected, reverse[0, 0], atol=1e-6)
+
+
+def test_sampled_token_loss_ignores_masked_positions():
+    torch.manual_seed(2)
+    s, t = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    tokens, mask = torch.tensor([[1, 2, 99], [0, 3, 99]]), torch.tensor([[True, True, False]] * 2)
+    s2 = s.clone()
+    s2[:, 2] = float("nan")
+    a = sampled_token_loss(s, t, tokens, mask)  # 99 is no token: masked positions are never read
+    assert torch.isclose(a, sampled_token_loss(s2, t, tokens, mask))
+    assert torch.isclose(a, sampled_token_loss(s[:, :2], t[:, :2], tokens[:, :2], mask[:, :2]))
 
 
 # ------------------------------------------------------ logit distillation
@@ -268,6 +330,30 @@ def test_on_policy_lowers_the_on_policy_kd(setup):
     after = evaluate_kd(student, teacher, pairs[:64], cfg, on_policy=True)
     assert after < 0.7 * before, (before, after)
     assert all(r["on_policy"] and "lm" not in r and r["length"] >= 1 for r in h)
+
+
+def test_sampled_token_on_policy_lowers_the_reverse_kl_on_the_students_own_text(setup):
+    teacher, pairs = setup
+    student = _student(3)
+    cfg = _cfg(steps=20, on_policy=True, on_policy_loss="sampled_token", max_new_tokens=12)
+    probe = _cfg(on_policy=True, kind="reverse", max_new_tokens=12)  # the reverse KL on the student's own samples
+    before = evaluate_kd(student, teacher, pairs[:64], probe, on_policy=True)
+    h = train_logit_kd(student, teacher, pairs, cfg)
+    after = evaluate_kd(student, teacher, pairs[:64], probe, on_policy=True)
+    assert after < 0.7 * before, (before, after)
+    assert all(r["on_policy"] for r in h)
+
+
+def test_lambda_zero_is_exactly_logit_kd(setup, monkeypatch):
+    # GKD's lmbda = 0: no batch is the student's own, so the on-policy settings change nothing and nothing is sampled
+    teacher, pairs = setup
+    a, b = _student(6), _student(6)
+    ha = train_logit_kd(a, teacher, pairs, _cfg(steps=5))
+    monkeypatch.setattr(distill, "on_policy_losses", lambda *a, **k: pytest.fail("sampled with on_policy=0"))
+    hb = train_logit_kd(b, teacher, pairs, _cfg(steps=5, on_policy=0.0, on_policy_loss="sampled_token",
+                                               sample_temperature=0.5))
+    assert [r["loss"] for r in ha] == [r["loss"] for r in hb]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_mixed_on_policy_share_and_moe_student(setup):

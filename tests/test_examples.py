@@ -326,3 +326,66 @@ def test_09_transformers(tmp_path):
         assert row["hf_accuracy"] == row["toyds_accuracy"]
     assert m["trl"]["steps"] == 2 and len(m["trl"]["history"]) == 2
     assert (tmp_path / "hf" / "student" / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow
+def test_10_grpo_family(tmp_path):
+    run_script("examples/10_grpo_family.py", ["--preset", "tiny", "--pretrain-steps", "20", "--grpo-steps", "2",
+                                              "--variants", "grpo,gspo,cispo", "--prompts", "4", "--group", "4",
+                                              "--eval-per-level", "4", "--threads", "1", "--seeds", "2", "--jobs", "1",
+                                              "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    for run in m["seeds"]:
+        assert set(run["variants"]) == {"grpo", "gspo", "cispo"}
+        for v in run["variants"].values():
+            assert {"accuracy", "mean_length", "entropy", "clip_frac", "seconds", "by_difficulty"} <= set(v)
+            assert 0 <= v["accuracy"] <= 1 and v["entropy"] > 0 and 0 <= v["clip_frac"] <= 1
+    # a verdict per variant against grpo, and "tie" whenever the margin is inside the spread
+    assert set(m["verdicts"]) == {"gspo", "cispo"}
+    for v in m["verdicts"].values():
+        assert (v["verdict"] == "tie") == (abs(v["minus_grpo"]) <= v["spread"])
+    assert set(m["summary"]["variants.gspo.accuracy"]) >= {"mean", "std", "min", "max"}
+
+
+@pytest.mark.slow
+def test_11_test_time(tmp_path):
+    run_script("examples/11_test_time.py", ["--quick", "--max-n", "4", "--eval-per-level", "4", "--judge-prompts", "20",
+                                            "--threads", "2", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    assert m["ns"] == [1, 2, 4] and set(m["test_time"]) == {"base", "r1_zero", "student"}
+    for model, selectors in m["test_time"].items():
+        assert set(selectors) == {"majority", "oracle", "reward_model", "logprob"}
+        for sel, points in selectors.items():
+            assert set(points) == {"1", "2", "4"}
+            # tokens grow with N: N samples cost about N times one sample's length
+            assert points["1"]["tokens"] < points["2"]["tokens"] < points["4"]["tokens"]
+        # the oracle is pass@N: never below any other selector at the same N, and it cannot fall as N grows
+        for n in ("1", "2", "4"):
+            assert all(selectors["oracle"][n]["accuracy"] >= s[n]["accuracy"] for s in selectors.values())
+        assert selectors["oracle"]["1"]["accuracy"] <= selectors["oracle"]["2"]["accuracy"] <= selectors["oracle"]["4"]["accuracy"]
+        # at N = 1 there is nothing to choose: every selector keeps the one sample
+        assert len({s["1"]["accuracy"] for s in selectors.values()}) == 1
+    assert set(m["greedy"]) == {"base", "r1_zero", "student"} and 0 <= m["judge"]["agreement"] <= 1
+    assert set(m["judge_minus_vote"]) == {"base", "r1_zero", "student"}
+
+
+@pytest.mark.slow
+def test_04_on_policy_students_and_curves(tmp_path):
+    run_script("examples/04_distillation.py", ["--teacher-preset", "tiny", "--teacher-steps", "60", "--teacher-lr", "1e-2",
+                                               "--base-steps", "20", "--steps", "8", "--rl-steps", "2", "--prompts", "40",
+                                               "--eval-per-digit", "6", "--probe-per-digit", "3", "--few", "20",
+                                               "--digits", "1,2", "--efficiency-steps", "2", "--gkd", "--on-policy-steps",
+                                               "4", "--curve-points", "2", "--threads", "1", "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    assert set(m["students"]) == {"rl", "sequence_kd", "logit_kd", "on_policy", "off_then_on"}
+    assert set(m["on_policy"]) == {"on_policy", "off_then_on"} and "on_policy" in m["seeds"][0]
+    for name, points in m["curves"].items():
+        # 2 probes per student; off_then_on's steps run on from its sequence-KD half (4) into its on-policy half (2)
+        steps = [p["step"] for p in points]
+        assert steps == sorted(steps) and len(steps) >= 2, (name, steps)
+        assert all(set(p["by_difficulty"]) == {"1", "2"} and p["seconds"] > 0 for p in points)
+    assert m["curves"]["off_then_on"][-1]["step"] == 8 // 2 + 4 // 2
+    assert m["curves"]["on_policy"][-1]["step"] == 4 and m["curves"]["sequence_kd"][-1]["step"] == 8
+    op = m["on_policy"]["on_policy"]
+    assert op["seconds_per_step"] > 0 and op["minus_sequence_kd_hardest"] == pytest.approx(
+        op["by_difficulty"]["2"] - m["students"]["sequence_kd"]["by_difficulty"]["2"])

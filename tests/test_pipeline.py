@@ -191,3 +191,27 @@ def test_a_different_optimiser_reruns_the_stage_it_trains(tmp_path):
     assert not ok and said == ["base: finished with base_optimizer='adamw', this run has "
                                "base_optimizer='muon_attention'; running it again"]
     assert _resume(tmp_path, PipelineConfig(**{**TINY.__dict__, "student_optimizer": "muon"}))[0]  # base kept
+
+
+def test_student_methods_train_as_their_names_say(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "train_supervised", lambda m, kept, train, **k: calls.append(("sft", train.steps)))
+    monkeypatch.setattr(pipeline, "train_logit_kd",
+                        lambda m, teacher, kept, kd, **k: calls.append(("kd", kd.train.steps, kd.on_policy, kd.kind)))
+    monkeypatch.setattr(pipeline, "_measure", lambda *a: {"accuracy": 0.0})
+    seen = {}
+    for method in config.STUDENT_METHODS:
+        calls.clear()
+        cfg = PipelineConfig(student_method=method, student_steps=40, on_policy_steps=7)
+        run = pipeline.Run(tmp_path / method, cfg, "cpu", resume=False, log=lambda *a: None)
+        pipeline.stage_student(run, "student", kept=[], policy=None, test=[])
+        seen[method] = list(calls)
+    assert seen["sequence_kd"] == [("sft", 40)]
+    assert seen["logit_kd"] == [("kd", 40, 0.0, "forward")]
+    # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples only (GKD's lmbda = 1)
+    assert seen["on_policy"] == [("sft", 20), ("kd", 7, 1.0, "reverse")]
+    with pytest.raises(ValueError, match="student_method must be one of .*'gkd'"):
+        PipelineConfig(student_method="gkd")
+    # a different student method reruns the student stage only (resume compares these settings)
+    assert "student_method" in config.NEEDS["student"] and "student_method" not in config.NEEDS["samples"]
+    assert config.parse_settings(["student_method=on_policy"]) == {"student_method": "on_policy"}

@@ -155,8 +155,8 @@ def cmd_pipeline(args) -> int:
     check_out_dir(args.out)
     torch.set_num_threads(args.threads)
     options = {k: getattr(task, k) for k in ("digits", "ops") if getattr(args, k) is not None}
-    cfg = PipelineConfig(**{**(QUICK if args.quick else {}), "task": args.task, "reward": args.reward, **options,
-                            **parse_settings(args.set)})
+    cfg = PipelineConfig(**{**(QUICK if args.quick else {}), "task": args.task, "reward": args.reward,
+                            "student_method": args.student_method, **options, **parse_settings(args.set)})
     args.config = {k: v for k, v in asdict(cfg).items() if k != "seed"}
     t0 = time.perf_counter()
     terminate_as_interrupt()

@@ -28,6 +28,7 @@ from toyds.cli.export import cmd_export, cmd_import
 from toyds.cli.quantize import cmd_quantize
 from toyds.core.model import PRESETS
 from toyds.experiment.flags import add_seed_args, check_at_least, check_device
+from toyds.pipeline.config import STUDENT_METHODS
 from toyds.rl.reward_registry import R1
 from toyds.tasks.base import STYLES
 from toyds.tasks.registry import TASKS
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _task(p)
     p.add_argument("--reward", default=R1, help="GRPO's rewards as name:weight pairs (rl/reward_registry.py)")
+    p.add_argument("--student-method", default="sequence_kd", choices=STUDENT_METHODS,
+                   help="how the student learns from R1-Zero: its text (sequence_kd, as R1), its text and logits "
+                        "(logit_kd), or its text and then its grades of the student's own samples (on_policy)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change one PipelineConfig setting, e.g. --set base_optimizer=adamw --set grpo_steps=40")
     _common(p)

@@ -33,7 +33,7 @@ import torch
 from toyds.core.layers import evaluating
 from toyds.core.tokenizer import Tokenizer
 from toyds.distill.losses import KINDS, kd_loss
-from toyds.distill.on_policy import is_on_policy_step, on_policy_losses
+from toyds.distill.on_policy import ON_POLICY_LOSSES, is_on_policy_step, on_policy_losses
 from toyds.train.batches import collate, collate_packed, encode_pairs
 from toyds.train.losses import masked_lm_loss
 from toyds.train.supervised import TrainConfig, lr_at
@@ -70,6 +70,9 @@ class KDConfig:
     on_policy: float = 0.0  # share of batches the student writes itself (GKD's lambda; True = 1, False = 0)
     max_new_tokens: int = 48  # on-policy completions are cut here
     sample_temperature: float = 1.0  # temperature of the student's on-policy samples (0 = greedy)
+    on_policy_loss: str = "divergence"  # on-policy steps: "divergence" (kind, beta, over the whole
+    #                                     distributions) or "sampled_token" (the teacher's log-ratio of the
+    #                                     sampled token as a reward: distill/on_policy.py)
     train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, lr schedule, clip, seed, bar
     cache_teacher: bool = True  # off-policy: run the teacher once per example up front, not once per step
 
@@ -82,6 +85,8 @@ class KDConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.kind == "jsd" and not 0 < self.beta < 1:
             raise ValueError(f"jsd needs 0 < beta < 1, got {self.beta!r}")
+        if self.on_policy_loss not in ON_POLICY_LOSSES:
+            raise ValueError(f"on_policy_loss must be one of {ON_POLICY_LOSSES}, got {self.on_policy_loss!r}")
         if not (isinstance(self.on_policy, (int, float)) and 0 <= self.on_policy <= 1):
             raise ValueError(f"on_policy must be a share in [0, 1] (or a bool), got {self.on_policy!r}")
         if self.on_policy and self.alpha == 0:

@@ -10,9 +10,12 @@ distribution P with the student's Q at every completion token:
     kd   = tau^2 * mean of the divergence over completion tokens   (tau^2 undoes the
            1 / tau^2 the softening puts on the gradients, so tau can change freely)
 
-Against TRL (trl.experimental.gkd's generalized_jsd_loss): the same jsd and beta,
-whose limits 0 and 1 are our "forward" and "reverse"; TRL does not multiply by tau^2.
-distill/kd.py trains with it; tests/test_distill.py checks it by hand.
+Against TRL (GKDTrainer's and DistillationTrainer's generalized JSD): the same jsd and
+beta; TRL's beta = 0 is our "forward" and beta = 1 our "reverse" (at either end the
+mixture formula is identically 0, so TRL special-cases them too), and TRL does not
+multiply by tau^2. `generalized_jsd` is that loss with TRL's beta and temperature, for
+a reader who arrives from TRL. distill/kd.py trains with kd_loss; tests/test_distill.py
+checks both by hand.
 
 Shapes: B batch, T time (positions), V vocabulary; any leading shape works.
 """
@@ -69,3 +72,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: to
         div = beta * _kl(logp, logm) + (1 - beta) * _kl(logq, logm)
     # kd = tau^2 * sum(div) / (unmasked positions)
     return temperature**2 * div.sum() / max(div.numel(), 1)
+
+
+def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
+                    beta: float = 0.5, temperature: float = 1.0) -> torch.Tensor:
+    """TRL's generalized JSD, its beta and temperature as TRL reads them: beta = 0 is KL(P || Q)
+    (forward), beta = 1 is KL(Q || P) (reverse, TRL DistillationTrainer's default), in between
+    the jsd above with M = beta P + (1 - beta) Q; the mean over unmasked tokens, no tau^2."""
+    if not (isinstance(beta, (int, float)) and 0 <= beta <= 1):
+        raise ValueError(f"beta must be a number in [0, 1] (0 forward KL, 1 reverse KL), got {beta!r}")
+    kind = "forward" if beta == 0 else "reverse" if beta == 1 else "jsd"
+    return kd_loss(student_logits, teacher_logits, mask, temperature, kind, beta) / temperature**2

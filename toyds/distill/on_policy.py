@@ -9,6 +9,16 @@ needed), the teacher reads the same tokens, and the loss is the divergence at ev
 completion token (distill/losses.py). A share lambda of the steps is on-policy, the
 rest off-policy (GKD's lmbda; here spread evenly over the steps, not a coin per step).
 
+The sampled-token form needs only the teacher's log-probability of each token the
+student wrote, not its whole distribution (an API teacher gives no more): the per-token
+log-ratio is a dense reward, trained with the policy gradient,
+
+    r_t = log p_teacher(x_t) - log p_student(x_t)      (detached: a reward, not a target)
+    loss = - mean over completion tokens of r_t * log p_student(x_t)
+
+whose expected gradient is the reverse KL's (KDConfig.on_policy_loss = "sampled_token";
+the default "divergence" uses the full distributions, distill/losses.py).
+
 Shapes: B prompts, P padded prompt, N new tokens, V vocabulary.
 """
 
@@ -17,10 +27,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from toyds.core.sampling import generate
 from toyds.core.tokenizer import Tokenizer
 from toyds.distill.losses import kd_loss
+
+ON_POLICY_LOSSES = ("divergence", "sampled_token")
 
 
 def is_on_policy_step(step: int, share: float) -> bool:
@@ -46,5 +59,22 @@ def on_policy_losses(student, teacher, prompts: list[list[int]], cfg, tok: Token
     with torch.no_grad():
         t_logits = teacher(seq, pad_mask=pad)[:, P - 1 : -1]  # (B, N, V)
     # 3. the teacher scores every token the student wrote, <eos> included
-    kd = kd_loss(s_logits, t_logits, g.completion_mask, cfg.temperature, cfg.kind, cfg.beta)
+    if cfg.on_policy_loss == "sampled_token":
+        kd = sampled_token_loss(s_logits, t_logits, seq[:, P:], g.completion_mask)
+    else:
+        kd = kd_loss(s_logits, t_logits, g.completion_mask, cfg.temperature, cfg.kind, cfg.beta)
     return kd, {"kd": kd.item(), "length": g.lengths.float().mean().item()}
+
+
+def sampled_token_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tokens: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """-mean over mask of sg(log p_t(x) - log p_s(x)) * log p_s(x), x the sampled tokens.
+
+    Logits (B, N, V), tokens (B, N) long, mask (B, N) bool. Only the student learns; masked
+    positions are never read, so padding may hold anything."""
+    keep = mask.bool()
+    x = tokens.masked_fill(~keep, 0).unsqueeze(-1)  # (B, N, 1) any id is fine where masked
+    logp_s = F.log_softmax(student_logits.float(), -1).gather(-1, x).squeeze(-1)[keep]  # (n,)
+    logp_t = F.log_softmax(teacher_logits.detach().float(), -1).gather(-1, x).squeeze(-1)[keep]
+    reward = (logp_t - logp_s).detach()  # the dense, per-token reward
+    return -(reward * logp_s).sum() / max(int(keep.sum()), 1)

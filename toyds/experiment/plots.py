@@ -104,10 +104,10 @@ def bars(values: dict[str, float], path: Path, title: str = "", ylabel: str = ""
 # ---------------------------------------------------------------- text forms
 
 
-def selection_curves(rows: list[tuple[str, str, dict, dict]], path: Path) -> Path | None:
+def selection_curves(rows: list[tuple[str, str, dict, dict]], path: Path, log_x: bool = True) -> Path | None:
     """rows: [(row title, x label, {model: {selector: {"x": [...], "accuracy": [...], "std": [...]}}},
-    {label: y})], one panel per model in each row, one line per selector, x on a log scale, and a
-    dashed line at each y of the row's references (e.g. R1-Zero's greedy accuracy)."""
+    {label: y})], one panel per model in each row, one line per selector, x on a log scale (log_x), and
+    a dashed line at each y of the row's references (e.g. R1-Zero's greedy accuracy)."""
     if not have_matplotlib():
         return None
     plt = _pyplot()
@@ -120,7 +120,8 @@ def selection_curves(rows: list[tuple[str, str, dict, dict]], path: Path) -> Pat
                 ax.errorbar(c["x"], c["accuracy"], yerr=c.get("std"), marker="o", ms=3, capsize=2, label=name)
             for label, y in (reference or {}).items():
                 ax.axhline(y, ls="--", lw=1, color="grey", label=label)
-            ax.set_xscale("log", base=2)
+            if log_x:
+                ax.set_xscale("log", base=2)
             ax.set_xlabel(xlabel)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{model}: {title}", fontsize=9)

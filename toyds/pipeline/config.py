@@ -15,6 +15,9 @@ from toyds.tasks.base import WEIGHTINGS
 from toyds.tasks.registry import make_task
 from toyds.train.trainer import OPTIMIZERS
 
+STUDENT_METHODS = ("sequence_kd", "logit_kd", "on_policy")
+
+
 @dataclass
 class PipelineConfig:
     task: str = "arithmetic"  # the task (tasks/registry.py)
@@ -43,6 +46,8 @@ class PipelineConfig:
     student_steps: int = 800  # student steps
     student_lr: float = 1e-2  # student peak learning rate (tiny models like it high)
     student_optimizer: str = "muon_attention"  # the students' optimiser (the base keeps AdamW: see docs/lab/26)
+    student_method: str = "sequence_kd"  # the student: "sequence_kd" (R1), "logit_kd" or "on_policy" (pipeline.py)
+    on_policy_steps: int = 50  # student_method="on_policy": on-policy steps after student_steps / 2 of sequence KD
     logit_kd: bool = False  # also train student_logit_kd (text + logits); examples/04 compares the two at length
     kd_alpha: float = 0.5  # student_logit_kd loss = alpha * logit KD + (1 - alpha) * next-token loss
     kd_temperature: float = 1.0  # softening tau of the logit KD
@@ -53,6 +58,8 @@ class PipelineConfig:
         for name in ("base_optimizer", "student_optimizer"):
             if getattr(self, name) not in OPTIMIZERS:
                 raise ValueError(f"PipelineConfig.{name} must be one of {OPTIMIZERS}, got {getattr(self, name)!r}")
+        if self.student_method not in STUDENT_METHODS:
+            raise ValueError(f"PipelineConfig.student_method must be one of {STUDENT_METHODS}, got {self.student_method!r}")
         if self.base_weighting not in WEIGHTINGS:
             raise ValueError(f"PipelineConfig.base_weighting must be one of {WEIGHTINGS}, got {self.base_weighting!r}")
         if not (type(self.base_problems) is int and self.base_problems >= 1):
@@ -62,7 +69,7 @@ class PipelineConfig:
 
 SETTABLE = ("base_problems", "base_weighting", "base_steps", "base_batch", "base_lr", "base_optimizer", "grpo_steps",
             "grpo_prompts", "group_size", "grpo_lr", "grpo_beta", "sample_prompts", "samples_per_prompt",
-            "student_steps", "student_lr", "student_optimizer", "eval_per_level")
+            "student_steps", "student_lr", "student_optimizer", "student_method", "on_policy_steps", "eval_per_level")
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -103,8 +110,10 @@ NEEDS = {"base": _SHARED + ("base_preset", "n_experts", "base_problems", "base_w
 NEEDS["r1_zero"] = NEEDS["base"] + ("reward", "grpo_steps", "grpo_prompts", "group_size", "grpo_lr", "grpo_beta",
                                     "max_new_tokens")
 NEEDS["samples"] = NEEDS["r1_zero"] + ("sample_prompts", "samples_per_prompt")
-NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr", "student_optimizer")
-NEEDS["student_logit_kd"] = NEEDS["student"] + ("kd_alpha", "kd_temperature")
+NEEDS["student"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr", "student_optimizer",
+                                       "student_method", "on_policy_steps", "kd_alpha", "kd_temperature")
+NEEDS["student_logit_kd"] = NEEDS["samples"] + ("student_preset", "student_steps", "student_lr", "student_optimizer",
+                                                "kd_alpha", "kd_temperature")
 
 
 def task_of(cfg: PipelineConfig):

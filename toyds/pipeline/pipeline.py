@@ -24,6 +24,7 @@ Used by `toyds pipeline` and examples/05_pipeline.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import signal
 import time
@@ -139,8 +140,11 @@ def stage_samples(run: Run, policy):
 
 
 def stage_student(run: Run, name: str, kept, policy, test):
-    """4. a small dense model distilled from the RL model: from its text (sequence KD, as R1
-    did) or from its text and its logits (student_logit_kd, white-box)."""
+    """4. a small dense model distilled from the RL model, by cfg.student_method: from its text
+    (sequence_kd, as R1 did), its text and its logits (logit_kd, white-box), or its text for half
+    the steps and then on its own samples graded by the RL model at every token (on_policy: from
+    random weights a student has nothing of its own worth grading, so Qwen3's order). The extra
+    student_logit_kd (cfg.logit_kd) is always logit KD."""
     cfg = run.cfg
     if (m := run.finished(name, f"{name}.pt")) and run.load(name) is not None:
         run.log(f"{name}: resumed from checkpoint")
@@ -150,11 +154,18 @@ def stage_student(run: Run, name: str, kept, policy, test):
     student = GPT(make_config(cfg.student_preset)).to(run.device)
     t0 = time.perf_counter()
     train = budget(cfg, cfg.student_steps, cfg.student_lr, cfg.student_optimizer)
-    if name == "student":
+    method = cfg.student_method if name == "student" else "logit_kd"
+    if method == "sequence_kd":
         train_supervised(student, kept, train, desc="4/5 student: sequence KD")
-    else:
+    elif method == "logit_kd":
         kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature, train=train)
-        train_logit_kd(student, policy, kept, kd, desc="5/5 student: logit KD")
+        train_logit_kd(student, policy, kept, kd, desc=f"{4 if name == 'student' else 5}/5 student: logit KD")
+    else:  # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples
+        train_supervised(student, kept, dataclasses.replace(train, steps=cfg.student_steps // 2),
+                         desc="4/5 student: sequence KD, first half")
+        kd = KDConfig(alpha=1.0, kind="reverse", on_policy=1.0, max_new_tokens=completion_cap(cfg),
+                      train=dataclasses.replace(train, steps=cfg.on_policy_steps))
+        train_logit_kd(student, policy, kept, kd, desc="4/5 student: on-policy KD")
     save_checkpoint(run.dir / f"{name}.pt", student, meta={"stage": name})
     return run.done(name, _measure(student, run.task, test, time.perf_counter() - t0))
 

@@ -85,8 +85,8 @@ class GRPOConfig:
     updates_per_batch: int = 1  # mu (TRL's num_iterations): policy steps per sampled batch (1 = on-policy)
     clip_eps: float = 0.2  # PPO clip range, lower side (and upper unless clip_eps_high); TRL's epsilon
     clip_eps_high: float | None = None  # upper clip range (DAPO's clip-higher), None = clip_eps; TRL's epsilon_high
-    loss_type: str = "grpo"  # "grpo", "bnpo", "dapo" or "dr_grpo" token aggregation (TRL's meanings; TRL's
-    #                          default is "dapo": toyds keeps the paper's per-completion mean, as R1 wrote it)
+    loss_type: str = "grpo"  # "grpo", "bnpo", "dapo", "dr_grpo", "cispo" or "sapo" (rl/grpo_loss.py; TRL's meanings;
+    #                          TRL's default is "dapo": toyds keeps the paper's per-completion mean, as R1 wrote it)
     scale: str = "group"  # advantage scaling: "group" std, "batch" std, or "none" (TRL's scale_rewards)
     beta: float = 0.02  # weight of the k3 KL penalty to the reference model (0 = no reference; TRL's
     #                     default is 0.0: a small leash keeps a tiny policy's worked traces readable)

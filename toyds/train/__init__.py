@@ -3,7 +3,8 @@
     trainer.py      optimizer_step (balancing losses, the one backward, clipping, non-finite checks,
                     the bias rule) and fit (history, evaluation, checkpoints, progress)
     supervised.py   TrainConfig, the schedule, and pretraining / SFT on (prompt, completion) pairs
-    pretrain.py     BaseRecipe and pretrain_base: the base R1-Zero starts from, converged on its traces
+    pretrain.py     the bases R1-Zero starts from: BaseRecipe (traces converged, greedy still direct) and
+                    SearchRecipe (Countdown-lite's searches, then mostly guesses)
     batches.py      pairs as token ids, padded or packed into shared rows
     losses.py       the next-token loss with the prompt masked out
     checkpoint.py   atomic saves that replace only toyds checkpoints; safe, checked loads

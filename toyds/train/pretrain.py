@@ -1,4 +1,4 @@
-"""Pretraining a base model on a task's mixed corpus: where R1-Zero starts (chapters 3, 5 and 10).
+"""Pretraining a base model: where R1-Zero starts (chapters 3, 5, 7 and 10).
 
 A base for R1-Zero has to *be able* to reason without doing it by default: after
 `347+589=` it mostly answers directly, and made to open with `<think>` it executes the
@@ -54,4 +54,35 @@ def pretrain_base(task, recipe: BaseRecipe, seed: int, device="cpu", config: GPT
     model = GPT(config or make_config(recipe.preset, block_size=recipe.block_size)).to(device)
     cfg = TrainConfig.recipe(recipe.steps, recipe.lr, recipe.batch_size, seed=seed, optimizer=recipe.optimizer)
     train_supervised(model, task.corpus(problems, "base", seed=seed), cfg, desc=desc, step_callback=step_callback)
+    return model
+
+
+@dataclass
+class SearchRecipe:
+    """A base for a search task (Countdown-lite: tasks/countdown.py), in two phases: mostly search
+    traces first, to learn the working and the checks; then mostly guesses, so that, greedy, the
+    base prefers to answer directly and RL has a search to select (chapter 7)."""
+
+    preset: str = "tiny"  # model size (core/model.py's PRESETS)
+    n_layer: int = 4  # blocks (the tiny preset's two are too few to check a candidate)
+    block_size: int = 320  # the longest search trace must fit
+    search_steps: int = 800  # phase 1 steps
+    search_phase_share: float = 0.9  # share of search traces in phase 1
+    mix_steps: int = 300  # phase 2 steps
+    search_share: float = 0.35  # share of search traces in phase 2 (the rest are guesses)
+    lr: float = 1e-2  # peak learning rate of each phase
+    batch_size: int = 32  # sequences per step
+    problems: int = 20000  # distinct training problems drawn for the corpus
+
+
+def pretrain_search_base(task, recipe: SearchRecipe, seed: int, device="cpu", desc: str = "pretrain") -> GPT:
+    """A base pretrained on task.search_corpus in recipe's two phases (see SearchRecipe)."""
+    torch.manual_seed(seed)  # the initial weights follow the seed
+    model = GPT(make_config(recipe.preset, block_size=recipe.block_size, n_layer=recipe.n_layer)).to(device)
+    problems = task.sample(recipe.problems, "train", seed=seed)  # the pretraining split only
+    for phase, (steps, share) in enumerate([(recipe.search_steps, recipe.search_phase_share),
+                                            (recipe.mix_steps, recipe.search_share)], start=1):
+        corpus = task.search_corpus(problems, share, seed=seed + phase)
+        train_supervised(model, corpus, TrainConfig.recipe(steps, recipe.lr, recipe.batch_size, seed + phase),
+                         desc=f"{desc} {task.name}, phase {phase} ({share:.0%} search)")
     return model
