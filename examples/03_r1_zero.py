@@ -208,7 +208,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="base model size preset")
     ap.add_argument("--base", type=str, default=None, help="load this base checkpoint instead of pretraining one")
-    ap.add_argument("--pretrain-steps", type=at_least(1), default=800, help="base model pretraining steps")
+    ap.add_argument("--pretrain-steps", type=at_least(1), default=750, help="base model pretraining steps")
     ap.add_argument("--pretrain-batch", type=at_least(1), default=64, help="sequences per base pretraining step")
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=3e-3, help="base pretraining peak lr")
     ap.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
