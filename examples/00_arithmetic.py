@@ -94,7 +94,7 @@ def run(args, seed: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model size preset")
-    ap.add_argument("--steps", type=at_least(1), default=800, help="optimiser steps of the traced model")
+    ap.add_argument("--steps", type=at_least(1), default=900, help="optimiser steps of the traced model")
     ap.add_argument("--direct-steps", type=at_least(1), default=500,
                     help="optimiser steps of the direct model (it stops improving by 500)")
     ap.add_argument("--batch-size", type=at_least(1), default=64, help="sequences per step")
