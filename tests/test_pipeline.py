@@ -197,19 +197,22 @@ def test_student_methods_train_as_their_names_say(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(pipeline, "train_supervised", lambda m, kept, train, **k: calls.append(("sft", train.steps)))
     monkeypatch.setattr(pipeline, "train_logit_kd",
-                        lambda m, teacher, kept, kd, **k: calls.append(("kd", kd.train.steps, kd.on_policy, kd.kind)))
+                        lambda m, teacher, kept, kd, **k: calls.append(("kd", kd.train.steps, kd.on_policy, kd.kind,
+                                                                        kd.train.lr)))
     monkeypatch.setattr(pipeline, "_measure", lambda *a: {"accuracy": 0.0})
     seen = {}
     for method in config.STUDENT_METHODS:
         calls.clear()
-        cfg = PipelineConfig(student_method=method, student_steps=40, on_policy_steps=7)
+        cfg = PipelineConfig(student_method=method, on_policy_steps=7)  # 800 student steps: a warm-up of 50
         run = pipeline.Run(tmp_path / method, cfg, "cpu", resume=False, log=lambda *a: None)
         pipeline.stage_student(run, "student", kept=[], policy=None, test=[])
         seen[method] = list(calls)
-    assert seen["sequence_kd"] == [("sft", 40)]
-    assert seen["logit_kd"] == [("kd", 40, 0.0, "forward")]
-    # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples only (GKD's lmbda = 1)
-    assert seen["on_policy"] == [("sft", 20), ("kd", 7, 1.0, "reverse")]
+    lr = PipelineConfig().student_lr
+    assert seen["sequence_kd"] == [("sft", 800)]
+    assert seen["logit_kd"] == [("kd", 800, 0.0, "forward", lr)]
+    # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples only (GKD's
+    # lmbda = 1), a short run with its own warm-up at a tenth of the rate
+    assert seen["on_policy"] == [("sft", 400), ("kd", 7, 1.0, "reverse", lr / 10)]
     with pytest.raises(ValueError, match="student_method must be one of .*'gkd'"):
         PipelineConfig(student_method="gkd")
     # a different student method reruns the student stage only (resume compares these settings)

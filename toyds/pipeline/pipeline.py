@@ -24,7 +24,6 @@ Used by `toyds pipeline` and examples/05_pipeline.py.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import signal
 import time
@@ -160,11 +159,12 @@ def stage_student(run: Run, name: str, kept, policy, test):
     elif method == "logit_kd":
         kd = KDConfig(alpha=cfg.kd_alpha, temperature=cfg.kd_temperature, train=train)
         train_logit_kd(student, policy, kept, kd, desc=f"{4 if name == 'student' else 5}/5 student: logit KD")
-    else:  # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples
-        train_supervised(student, kept, dataclasses.replace(train, steps=cfg.student_steps // 2),
+    else:  # on_policy: sequence KD for half the steps, then reverse KL on the student's own samples, at a
+        # tenth of the rate: restarting at the full rate wrecked converged students (docs/lab/28_on_policy.md)
+        train_supervised(student, kept, budget(cfg, cfg.student_steps // 2, cfg.student_lr, cfg.student_optimizer),
                          desc="4/5 student: sequence KD, first half")
         kd = KDConfig(alpha=1.0, kind="reverse", on_policy=1.0, max_new_tokens=completion_cap(cfg),
-                      train=dataclasses.replace(train, steps=cfg.on_policy_steps))
+                      train=budget(cfg, cfg.on_policy_steps, cfg.student_lr / 10, cfg.student_optimizer))
         train_logit_kd(student, policy, kept, kd, desc="4/5 student: on-policy KD")
     save_checkpoint(run.dir / f"{name}.pt", student, meta={"stage": name})
     return run.done(name, _measure(student, run.task, test, time.perf_counter() - t0))
