@@ -43,6 +43,7 @@ import torch
 
 from toyds.core.model import GPT, PRESETS, make_config
 from toyds.distill.kd import KDConfig, train_logit_kd
+from toyds.distill.losses import kind_of_trl_beta
 from toyds.distill.rejection import rejection_sample
 from toyds.evaluate.accuracy import evaluate, format_table
 from toyds.experiment import plots
@@ -66,7 +67,7 @@ def student_names(args) -> tuple[str, ...]:
 
 
 def headline(args) -> list[str]:
-    hardest = Arithmetic(args.digits, args.ops).levels[-1]
+    hardest = levels_of(args)[-1]
     return ["teacher.accuracy", "student_base.forced_think.accuracy", *(f"students.{s}.accuracy" for s in
             student_names(args)), *(f"students.{s}.by_difficulty.{hardest}" for s in student_names(args)),
             *(f"students.{s}.seconds" for s in student_names(args)), "best_student_over_teacher",
@@ -142,14 +143,13 @@ class Curve:
         return {"probe_accuracy": r["accuracy"]}
 
 
-def gkd_config(args, seed, steps: int) -> KDConfig:
+def gkd_config(args, seed, steps: int, cap: int) -> KDConfig:
     """On-policy distillation (GKD's lmbda = 1): every batch is the student's own samples, graded by the
     teacher at every token; --on-policy-beta as TRL reads it (1: reverse KL, DistillationTrainer's default)."""
     b = args.on_policy_beta
-    kind = "forward" if b == 0 else "reverse" if b == 1 else "jsd"
+    kind = kind_of_trl_beta(b)
     return KDConfig(alpha=1.0, kind=kind, beta=b if kind == "jsd" else 0.5, on_policy=1.0,
-                    on_policy_loss=args.on_policy_loss, max_new_tokens=Arithmetic(args.digits, args.ops).completion_cap(),
-                    train=budget(args, seed, steps))
+                    on_policy_loss=args.on_policy_loss, max_new_tokens=cap, train=budget(args, seed, steps))
 
 
 def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
@@ -157,8 +157,8 @@ def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
     """2. the students, all of one size. rl, sequence_kd and logit_kd start from the same pretrained
     base, as R1's distilled and RL'd models started from one base (Qwen2.5-32B in section 4.1);
     scratch (only with --scratch) starts from random weights. Returns {name: (model, seconds)}, the
-    base and its seconds, and each student's curve on `probe` (with --curve-points); cap is the rl
-    student's completion cap (Task.completion_cap)."""
+    base and its seconds, and each student's curve on `probe` (with --curve-points); cap is the rl and
+    on-policy students' completion cap (Task.completion_cap)."""
     t0 = time.perf_counter()
     base = new_student(args, seed)
     train_supervised(base, task.corpus(train_problems, "base", seed=seed),
@@ -186,7 +186,7 @@ def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
         train_logit_kd(m, teacher, kept, cfg, desc="logit kd", **c)
 
     def on_policy(m, c, steps=None):
-        cfg = gkd_config(args, seed, steps or args.on_policy_steps)
+        cfg = gkd_config(args, seed, steps or args.on_policy_steps, cap)
         train_logit_kd(m, teacher, kept, dataclasses.replace(cfg, train=every(cfg.train)), desc="on-policy kd", **c)
 
     def off_then_on(m, c):  # Qwen3's order: sequence KD first, then on-policy

@@ -45,6 +45,11 @@ from toyds.train.checkpoint import load_checkpoint
 MODELS = ("base", "r1_zero", "student")
 
 
+def sample_counts(max_n: int) -> list[int]:
+    """N = 1, 2, 4, ... up to max_n."""
+    return [2**k for k in range(max_n.bit_length()) if 2**k <= max_n]
+
+
 def pipeline_dir(args, seed: int) -> Path:
     """Where this seed's pipeline lives: --pipeline itself for the first seed, DIR/seed-<s> for the others."""
     root = Path(args.pipeline) if args.pipeline else Path(args.out or "runs/11") / "pipeline"
@@ -68,7 +73,7 @@ def run(args, seed: int) -> dict:
     print(f"seed {seed}: the judge ({data['positive']:.0f}/{data['texts']} positive labels) agrees with the rule on "
           f"{agree:.1%} of fresh base samples")
     # 3. N samples, four selectors
-    ns = [2**k for k in range(args.max_n.bit_length()) if 2**k <= args.max_n]
+    ns = sample_counts(args.max_n)
     out, greedy = {}, {}
     for name, model in models.items():
         g = evaluate(model, task, test, max_new_tokens=cap)
@@ -139,7 +144,7 @@ def main(argv=None):
     add_common_args(ap)
     args = ap.parse_args(argv)
     setup(args)
-    metrics = run_seeds(run, args, headline([2**k for k in range(args.max_n.bit_length()) if 2**k <= args.max_n]))
+    metrics = run_seeds(run, args, headline(sample_counts(args.max_n)))
     if args.out is not None:
         metrics["picture"] = str(picture(args, metrics))
     write_metrics(args.out, metrics)

@@ -79,7 +79,12 @@ def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     """TRL's generalized JSD, its beta and temperature as TRL reads them: beta = 0 is KL(P || Q)
     (forward), beta = 1 is KL(Q || P) (reverse, TRL DistillationTrainer's default), in between
     the jsd above with M = beta P + (1 - beta) Q; the mean over unmasked tokens, no tau^2."""
+    kind = kind_of_trl_beta(beta)
+    return kd_loss(student_logits, teacher_logits, mask, temperature, kind, beta) / temperature**2
+
+
+def kind_of_trl_beta(beta: float) -> str:
+    """TRL's beta as kd_loss's kind: 0 "forward", 1 "reverse", in between "jsd" (with that beta)."""
     if not (isinstance(beta, (int, float)) and 0 <= beta <= 1):
         raise ValueError(f"beta must be a number in [0, 1] (0 forward KL, 1 reverse KL), got {beta!r}")
-    kind = "forward" if beta == 0 else "reverse" if beta == 1 else "jsd"
-    return kd_loss(student_logits, teacher_logits, mask, temperature, kind, beta) / temperature**2
+    return "forward" if beta == 0 else "reverse" if beta == 1 else "jsd"
