@@ -143,13 +143,14 @@ class Curve:
         return {"probe_accuracy": r["accuracy"]}
 
 
-def gkd_config(args, seed, steps: int, cap: int) -> KDConfig:
+def gkd_config(args, seed, steps: int, cap: int, lr: float | None = None) -> KDConfig:
     """On-policy distillation (GKD's lmbda = 1): every batch is the student's own samples, graded by the
     teacher at every token; --on-policy-beta as TRL reads it (1: reverse KL, DistillationTrainer's default)."""
     b = args.on_policy_beta
     kind = kind_of_trl_beta(b)
     return KDConfig(alpha=1.0, kind=kind, beta=b if kind == "jsd" else 0.5, on_policy=1.0,
-                    on_policy_loss=args.on_policy_loss, max_new_tokens=cap, train=budget(args, seed, steps))
+                    on_policy_loss=args.on_policy_loss, max_new_tokens=cap,
+                    sample_temperature=args.on_policy_sample_temperature, train=budget(args, seed, steps, lr))
 
 
 def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
@@ -185,16 +186,16 @@ def students(args, seed, task, train_problems, prompts, teacher, kept, cap: int,
                        train=every(budget(args, seed)))
         train_logit_kd(m, teacher, kept, cfg, desc="logit kd", **c)
 
-    def on_policy(m, c, steps=None):
-        cfg = gkd_config(args, seed, steps or args.on_policy_steps, cap)
+    def on_policy(m, c, steps=None, lr=None):
+        cfg = gkd_config(args, seed, steps or args.on_policy_steps, cap, lr)
         train_logit_kd(m, teacher, kept, dataclasses.replace(cfg, train=every(cfg.train)), desc="on-policy kd", **c)
 
-    def off_then_on(m, c):  # Qwen3's order: sequence KD first, then on-policy
+    def off_then_on(m, c):  # Qwen3's order: sequence KD first, then on-policy, continued at a lower rate
         first = args.steps // 2
         sequence_kd(m, c, first)
         if c:
             c["step_callback"].phase(first)
-        on_policy(m, c, args.on_policy_steps // 2)
+        on_policy(m, c, args.on_policy_steps // 2, args.continue_lr)
 
     fits = dict(zip(STUDENTS, (scratch, rl, sequence_kd, logit_kd, on_policy, off_then_on)))
     out, curves = {}, {}
@@ -382,6 +383,10 @@ def main(argv=None):
                          "--steps off-policy steps); off_then_on takes half of --steps, then half of these")
     ap.add_argument("--on-policy-beta", type=number(0, 1), default=1.0,
                     help="on-policy divergence, TRL's beta: 0 forward KL, 1 reverse KL (DistillationTrainer's default)")
+    ap.add_argument("--continue-lr", type=number(0, 1, low_open=True), default=1e-3,
+                    help="off_then_on: peak lr of its on-policy phase (at --lr's 1e-2 it undid the converged student)")
+    ap.add_argument("--on-policy-sample-temperature", type=number(0), default=1.0,
+                    help="temperature of the on-policy students' own samples (0: greedy)")
     ap.add_argument("--on-policy-loss", default="divergence", choices=("divergence", "sampled_token"),
                     help="on-policy loss: over the teacher's whole distribution, or the sampled token's log-ratio as a "
                          "reward (policy gradient)")

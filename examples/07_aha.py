@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -48,9 +49,10 @@ from toyds.experiment.flags import HelpFormatter, add_common_args, at_least, num
 from toyds.experiment.output import setup, write_metrics
 from toyds.experiment.seeds import Claim, run_seeds, submit_by_file
 from toyds.rl.grpo import GRPOConfig, train_grpo
-from toyds.rl.reward_registry import add_reward_arg, resolve
+from toyds.rl.reward_registry import add_reward_arg, parse_spec, resolve
 from toyds.tasks.addcheck import AdditionWithChecks
 from toyds.tasks.countdown_reading import LEVELS
+from toyds.tasks.mixed import Mixed
 from toyds.tasks.registry import TASKS, make_task
 from toyds.train.pretrain import SearchRecipe, pretrain_search_base
 from toyds.train.supervised import TrainConfig, train_supervised
@@ -74,6 +76,21 @@ CLAIMS = [
 ]
 CONTRAST_HEADLINE = ["contrast.check_rate.before", "contrast.check_rate.after"]
 CONTRAST_CLAIMS = [Claim("addition: RL lowers the sampled check rate", "contrast.check_rate_change", "<", 0.0)]
+# with a price on length (--reward ...,alp:C): does the search go where solutions are scarce?
+WHERE_HEADLINE = ["verify_scarce_minus_plenty", "length_plenty_over_scarce"]
+WHERE_CLAIMS = [
+    Claim("after RL, verify rate where one solves it minus where 3+ do >= 0.4", "verify_scarce_minus_plenty", ">=", 0.4),
+    Claim("after RL, length where 3+ solve it <= 0.6x where one does", "length_plenty_over_scarce", "<=", 0.6),
+]
+# --mixed: one policy, both tasks
+MIXED_HEADLINE = ["mixed.greedy.countdown.check_rate.after", "mixed.greedy.addcheck.check_rate.after",
+                  "mixed.sampled.addcheck.check_rate.before", "mixed.sampled.addcheck.check_rate.after",
+                  "mixed.greedy.countdown.accuracy.after", "mixed.greedy.addcheck.accuracy.after"]
+MIXED_CLAIMS = [
+    Claim("one policy: greedy check rate on Countdown-lite >= 0.8", "mixed.greedy.countdown.check_rate.after", ">=", 0.8),
+    Claim("one policy: greedy check rate on addition <= 0.1", "mixed.greedy.addcheck.check_rate.after", "<=", 0.1),
+    Claim("one policy: RL lowers the sampled check rate on addition", "mixed_addition_check_change", "<", 0.0),
+]
 
 
 def nan_for_none(x):
@@ -215,10 +232,51 @@ def run_contrast(args, seed: int, progress: bool | None = None) -> dict:
     }
 
 
+def check_rates(task: Mixed, measured: dict) -> dict:
+    """{part: (check rate, accuracy)} of a mixed measure: Countdown-lite's checks are its verify rate."""
+    return {name: {"check_rate": m["verify_rate"] if "verify_rate" in m else m["check_rate"],
+                   "accuracy": m["accuracy"], "mean_length": m["mean_length"]} for name, m in measured.items()
+            if name in task.parts}
+
+
+def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
+    """6. (--mixed) one base pretrained on both tasks, one RL run on both: half the prompts Countdown-lite,
+    half addition (tasks/mixed.py). Does the one policy check where checking pays and not where it does not?"""
+    t0 = time.perf_counter()
+    task = Mixed()
+    recipe = dataclasses.replace(search_recipe(args), search_steps=args.mixed_search_steps,
+                                 mix_steps=args.mixed_mix_steps)
+    model = pretrain_search_base(task, recipe, seed, args.device, desc=f"seed {seed}: pretrain")
+    test = task.sample(2 * args.eval_problems, "test", unique=True)
+    rep = [p for p in test for _ in range(args.samples)]
+
+    def snap(m):
+        greedy = task.measure(test, complete(m, test, 0.0, max_new_tokens=args.max_new_tokens))
+        sampled = task.measure(rep, complete(m, test, 1.0, samples=args.samples, max_new_tokens=args.max_new_tokens,
+                                             seed=seed))
+        return check_rates(task, greedy), check_rates(task, sampled)
+
+    g0, s0 = snap(model)
+    policy = copy.deepcopy(model)
+    fns, weights = resolve(args.reward, task)
+    flat = lambda ps, cs: {f"{n}_{k}": v for n, r in check_rates(task, task.measure(ps, cs)).items()  # noqa: E731
+                           for k, v in r.items()}
+    history = train_grpo(policy, task.sample(args.rl_problems, "rl", seed=seed),
+                         grpo_config(args, seed, args.mixed_grpo_steps), reward_fns=fns, reward_weights=weights,
+                         measure_fn=flat, desc=f"seed {seed}: grpo mixed", progress=progress)
+    g1, s1 = snap(policy)
+    return {"greedy": {n: {k: {"before": g0[n][k], "after": g1[n][k]} for k in g0[n]} for n in g0},
+            "sampled": {n: {k: {"before": s0[n][k], "after": s1[n][k]} for k in s0[n]} for n in s0},
+            "history": [{k: v for k, v in r.items() if k in ("step", "reward") or "_" in k and k.split("_")[0]
+                         in task.parts} for r in history],
+            "seconds": time.perf_counter() - t0}
+
+
 def contrast_alongside(args, seed: int) -> dict:
-    """run_contrast in a process of its own (spawned by `run`): the two runs share nothing but the seed."""
+    """run_contrast (or with --mixed, run_mixed) in a process of its own (spawned by `run`): the two runs
+    share nothing but the seed."""
     torch.set_num_threads(args.threads)
-    return run_contrast(args, seed, progress=False)
+    return (run_mixed if args.mixed else run_contrast)(args, seed, progress=False)
 
 
 # ------------------------------------------------------------------ printing
@@ -273,7 +331,8 @@ def run(args, seed: int) -> dict:
             contrast = submit_by_file(pool, contrast_alongside, args, seed)
         r = run_search(args, seed)
         if not args.no_contrast:
-            r["contrast"] = contrast.result() if contrast else run_contrast(args, seed)
+            key = "mixed" if args.mixed else "contrast"
+            r[key] = contrast.result() if contrast else (run_mixed if args.mixed else run_contrast)(args, seed)
     r.update(derived(r))
     report(args, seed, r)
     r["seconds"]["total"] = time.perf_counter() - t0
@@ -285,7 +344,15 @@ def derived(r: dict) -> dict:
     """The figures the claims read, from the measures after RL."""
     a, b = r["after"], r["before"]
     levels = a["by_difficulty"]
-    return {"gain": a["accuracy"] - b["accuracy"],
+    scarce, plenty = levels.get("1"), levels.get("3+")
+    where = {"verify_scarce_minus_plenty": scarce["verify_rate"] - plenty["verify_rate"],
+             "length_plenty_over_scarce": plenty["mean_length"] / scarce["mean_length"]} if scarce and plenty else {}
+    mixed = {"mixed_addition_check_change": r["mixed"]["sampled"]["addcheck"]["check_rate"]["after"]
+             - r["mixed"]["sampled"]["addcheck"]["check_rate"]["before"]} if "mixed" in r else {}
+    by_difficulty = {lv: {k: {"before": b["by_difficulty"][lv][k], "before_sampled":
+                              r["before_sampled"]["by_difficulty"].get(lv, {}).get(k), "after": v[k]}
+                          for k in ("verify_rate", "mean_length", "accuracy")} for lv, v in levels.items()}
+    return {**where, **mixed, "by_difficulty": by_difficulty, "gain": a["accuracy"] - b["accuracy"],
             "final_minus_first_try": a["accuracy"] - a["first_try_accuracy"],
             "backtrack_wrong_minus_right": a["backtrack_if_first_wrong"] - a["backtrack_if_first_right"],
             "tries_scarce_minus_plenty": levels["1"]["mean_tries"] - levels["3+"]["mean_tries"]
@@ -306,6 +373,13 @@ def report(args, seed: int, r: dict) -> None:
         print("  held-out, greedy, during RL: " + "   ".join(
             f"step {h['step']}: accuracy {h['eval_accuracy']:.3f} (where one solves it {fmt(h['eval_scarce_accuracy'])}),"
             f" verify {h['eval_verify_rate']:.2f}" for h in evals))
+    if "mixed" in r:
+        print(f"\n  one policy on both tasks ({r['mixed']['seconds']:.0f}s): check rate greedy (sampled), base -> after RL;"
+              " greedy accuracy")
+        for name, g in r["mixed"]["greedy"].items():
+            smp = r["mixed"]["sampled"][name]["check_rate"]
+            print(f"    {name:<10} {g['check_rate']['before']:.3f} ({smp['before']:.3f}) -> {g['check_rate']['after']:.3f}"
+                  f" ({smp['after']:.3f});  accuracy {g['accuracy']['before']:.3f} -> {g['accuracy']['after']:.3f}")
     if "contrast" in r:
         c = r["contrast"]
         print(f"\n  contrast, addition with optional checks: sampled check rate {c['check_rate']['before']:.3f} -> "
@@ -314,6 +388,7 @@ def report(args, seed: int, r: dict) -> None:
 
 
 QUICK = dict(search_steps=60, mix_steps=30, contrast_pretrain_steps=40, grpo_steps=3, contrast_grpo_steps=3,
+             mixed_search_steps=40, mixed_mix_steps=20, mixed_grpo_steps=2,
              prompts=4, group=4, eval_problems=12, samples=1, pretrain_problems=2000, rl_problems=200, show=1)
 
 
@@ -361,20 +436,33 @@ def main(argv=None):
     ap.add_argument("--task", default="countdown", choices=searching,
                     help="the search task: its corpus searches and checks, its measures read the checks back")
     add_reward_arg(ap)  # the search task's rewards; a price per token is length:0.001
+    ap.add_argument("--where", action=argparse.BooleanOptionalAction, default=None,
+                    help="also claim the search goes where solutions are scarce (default: when --reward names alp)")
+    ap.add_argument("--mixed", action="store_true",
+                    help="instead of the addition contrast, one base and one RL run on both tasks (tasks/mixed.py)")
+    ap.add_argument("--mixed-search-steps", type=at_least(1), default=1200, help="--mixed: pretraining phase 1 steps")
+    ap.add_argument("--mixed-mix-steps", type=at_least(1), default=400, help="--mixed: pretraining phase 2 steps")
+    ap.add_argument("--mixed-grpo-steps", type=at_least(1), default=60, help="--mixed: GRPO steps")
     ap.add_argument("--contrast-reward", default="accuracy:1,format:0.5", help="the addition contrast's rewards")
     add_common_args(ap, threads=1)
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
+    if args.where is None:
+        args.where = "alp" in dict(parse_spec(args.reward))
     try:  # a reward either task lacks is named before any work
         resolve(args.reward, search_task(args))
+        if args.mixed:
+            resolve(args.reward, Mixed())
         resolve(args.contrast_reward, AdditionWithChecks())
     except ValueError as e:
         ap.error(str(e))
     setup(args)
-    headline = HEADLINE + ([] if args.no_contrast else CONTRAST_HEADLINE)
-    claims = CLAIMS + ([] if args.no_contrast else CONTRAST_CLAIMS)
+    side = [] if args.no_contrast else MIXED_HEADLINE if args.mixed else CONTRAST_HEADLINE
+    headline = HEADLINE + side + (WHERE_HEADLINE if args.where else [])
+    claims = (CLAIMS + ([] if args.no_contrast else MIXED_CLAIMS if args.mixed else CONTRAST_CLAIMS)
+              + (WHERE_CLAIMS if args.where else []))
     metrics = run_seeds(run, args, headline, claims)
 
     # completions go to their own file, one row per held-out prompt and seed

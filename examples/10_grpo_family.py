@@ -122,7 +122,9 @@ def main(argv=None):
                     help="completion cap (default: 48 for arithmetic, 128 for the search traces of Countdown-lite)")
     ap.add_argument("--block", type=at_least(16), default=None,
                     help="the model's context (default: 128 for arithmetic, 320 for Countdown-lite)")
-    ap.add_argument("--eval-per-level", type=at_least(1), default=80, help="held-out problems per difficulty level")
+    ap.add_argument("--eval-per-level", type=at_least(1), default=None,
+                    help="held-out problems per difficulty level (default 80; Countdown-lite 40: its test split holds "
+                         "45 distinct problems where 3+ candidates solve it)")
     add_task_args(ap)
     add_reward_arg(ap)
     add_common_args(ap)
@@ -138,10 +140,12 @@ def main(argv=None):
     args.max_new_tokens = args.max_new_tokens or (128 if search else 48)
     args.lr = args.lr or (5e-4 if search else 1e-4)
     args.beta = (0.02 if search else 0.05) if args.beta is None else args.beta
+    args.eval_per_level = args.eval_per_level or (40 if search else 80)
     try:
         resolve(args.reward, task)
+        task.sample(args.eval_per_level * len(task.levels), "test", unique=True)  # enough distinct problems?
     except ValueError as e:
-        ap.error(str(e))
+        ap.error(f"{e} (--eval-per-level {args.eval_per_level}, --reward {args.reward!r})")
     setup(args)
     headline = [f"variants.{v}.{f}" for v in args.variants for f in FIGURES] + ["base.accuracy"]
     metrics = run_seeds(run, args, headline)

@@ -222,6 +222,8 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
     ("examples/07_aha.py", ["--reward", "accuracy:1,length:inf"], "the weight of 'length' must be a finite number, got 'inf'"),
     ("examples/07_aha.py", ["--reward", "accuracy:1,price:0.1"], "unknown reward 'price' for task 'countdown'"),
+    ("examples/10_grpo_family.py", ["--task", "countdown", "--eval-per-level", "60"],
+     "could not find 180 distinct test problems at levels ('1', '2', '3+') (--eval-per-level 60"),
     ("examples/03_r1_zero.py", ["--task", "countdown", "--ops", "x"], "--ops is an option of the arithmetic tasks"),
     ("examples/05_pipeline.py", ["--kd-alpha", "2"], "argument --kd-alpha: must be a finite number in [0, 1]"),
     ("examples/00_arithmetic.py", ["--seeds", "0"], "--seeds '0': run at least one seed"),

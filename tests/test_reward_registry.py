@@ -33,7 +33,7 @@ def test_bad_specs_are_named(spec, says):
 
 def test_an_unknown_name_lists_what_the_task_has():
     with pytest.raises(ValueError, match="unknown reward 'price' for task 'arithmetic'; its rewards are accuracy, "
-                                         "format, length"):
+                                         "alp, format, length"):
         rr.resolve("accuracy:1,price:1", Arithmetic())
 
 
@@ -59,3 +59,19 @@ def test_a_registered_reward_is_available_by_name():
     with pytest.raises(ValueError, match="register_reward takes a name"):
         rr.register_reward("not a name", shout)
     assert math.isfinite(rr.parse_spec(rr.R1)[1][1])
+
+
+def test_alp_charges_each_token_by_the_groups_solve_rate():
+    # ALP: -(tokens) x max(p_solved, 1/G). Two groups of 4 on 2+3 and 1+1:
+    # the first solved 3 of 4 (p = 0.75), the second none (p = 0, so 1/G = 0.25 is charged)
+    alp = rr.resolve("alp:1", Arithmetic())[0][0]
+    right, wrong = "<answer>5</answer>", "<answer>4</answer><eos>"  # 3 and 4 tokens
+    texts = [right, right, right, wrong, wrong, wrong, wrong, wrong]
+    problems = [Problem(2, "+", 3, 1)] * 4 + [Problem(1, "+", 1, 1)] * 4
+    total, _ = weighted_rewards([alp], [0.1], texts, problems)
+    by_hand = [-0.1 * 3 * 0.75] * 3 + [-0.1 * 4 * 0.75] + [-0.1 * 4 * 0.25] * 4
+    assert total.tolist() == pytest.approx(by_hand)
+    # a group every sample solves pays the full price; a short right answer beats a long one
+    full = rr.adaptive_length_penalty(accuracy_reward_batch)(completions=[right, "<think>x</think>" + right],
+                                                             prompts=["p", "p"], answer=[5, 5])
+    assert full == [-3.0, -6.0]

@@ -11,6 +11,9 @@ the task-independent ones here:
     format   R1's format reward, <think>T</think><answer>A</answer> (rl/rewards.py)
     length   minus the completion's length in tokens: with weight c, a price of c per
              token, so a check must earn the tokens it costs (examples/07_aha.py)
+    alp      ALP's adaptive length penalty (arXiv 2506.05256): minus the length times the
+             group's solve rate, max(p, 1/G), so a prompt most samples solve pays for every
+             token and one few solve pays almost nothing (built from the task's accuracy)
 
 `R1` is R1-Zero's pair, written once. A new reward is a `fn(completions, **columns)
 -> [float]` and one `register_reward` call; --reward then takes its name. Bad
@@ -36,7 +39,24 @@ def length_penalty(completions, **kwargs) -> list[float]:
     return [-float(len(tok.encode(c))) if isinstance(c, str) else 0.0 for c in completions]
 
 
+def adaptive_length_penalty(accuracy_fn: Callable) -> Callable:
+    """ALP: -(tokens) x max(p_solved, 1/G), with p_solved the share of the prompt's group that
+    `accuracy_fn` scores right. The group is every row with the same prompt (GRPO samples a
+    prompt's G completions together, and TRL passes `prompts` to every reward function)."""
+
+    def alp(completions, prompts, **columns) -> list[float]:
+        right = [float(r or 0.0) for r in accuracy_fn(completions=completions, prompts=prompts, **columns)]
+        solved: dict[str, list[float]] = {}
+        for prompt, r in zip(prompts, right):
+            solved.setdefault(prompt, []).append(r)
+        tokens = length_penalty(completions)  # -(tokens)
+        return [t * max(sum(solved[q]) / len(solved[q]), 1 / len(solved[q])) for t, q in zip(tokens, prompts)]
+
+    return alp
+
+
 REWARDS: dict[str, Callable] = {"format": format_reward_batch, "length": length_penalty}
+TASK_REWARDS: dict[str, Callable] = {"alp": lambda task: adaptive_length_penalty(task.rewards()["accuracy"])}
 
 
 def register_reward(name: str, fn: Callable) -> Callable:
@@ -68,8 +88,9 @@ def parse_spec(text: str) -> list[tuple[str, float]]:
 
 
 def available(task) -> dict[str, Callable]:
-    """Every reward --reward can name for `task`: the task's own first, then REWARDS."""
-    return {**REWARDS, **task.rewards()}
+    """Every reward --reward can name for `task`: the task's own first, then REWARDS and those
+    built from the task's accuracy (TASK_REWARDS)."""
+    return {**REWARDS, **{name: make(task) for name, make in TASK_REWARDS.items()}, **task.rewards()}
 
 
 def resolve(spec: str, task) -> tuple[list[Callable], list[float]]:
@@ -94,4 +115,4 @@ def add_reward_arg(parser: argparse.ArgumentParser, default: str = R1) -> None:
 
     parser.add_argument("--reward", type=spec, default=default,
                         help=f"GRPO's rewards as name:weight pairs; names: the task's (accuracy) and "
-                             f"{', '.join(sorted(REWARDS))}")
+                             f"{', '.join(sorted({**REWARDS, **TASK_REWARDS}))}")
