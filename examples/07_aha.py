@@ -16,7 +16,9 @@
    base never saw. No trace is shown during RL. 4. The same measures after RL.
 5. The contrast (toyds/tasks/addcheck.py): addition with optional one-line checks,
    where the worked trace is already reliable, under the same recipe (100 steps),
-   in a second process beside 1-4 (--no-alongside: after them; the same figures).
+   in a second process beside 1-4 (--no-alongside: after them; the same figures). With --mixed,
+   one base and one RL run on both tasks instead (tasks/mixed.py); with alp in --reward, claims
+   that the search goes where solutions are scarce ("by_difficulty", "mixed" in metrics.json).
 
 The claims are data (CLAIMS), checked on every seed. Time on 2 cores and every seed's
 figures: README chapter 7; the variants tried (random heads, Dr. GRPO, a price per
@@ -442,7 +444,7 @@ def main(argv=None):
                     help="instead of the addition contrast, one base and one RL run on both tasks (tasks/mixed.py)")
     ap.add_argument("--mixed-search-steps", type=at_least(1), default=1200, help="--mixed: pretraining phase 1 steps")
     ap.add_argument("--mixed-mix-steps", type=at_least(1), default=400, help="--mixed: pretraining phase 2 steps")
-    ap.add_argument("--mixed-grpo-steps", type=at_least(1), default=60, help="--mixed: GRPO steps")
+    ap.add_argument("--mixed-grpo-steps", type=at_least(1), default=40, help="--mixed: GRPO steps")
     ap.add_argument("--contrast-reward", default="accuracy:1,format:0.5", help="the addition contrast's rewards")
     add_common_args(ap, threads=1)
     args = ap.parse_args(argv)

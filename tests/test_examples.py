@@ -315,6 +315,28 @@ def test_07_aha_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_07_mixed_policy_and_the_price_by_difficulty(tmp_path):
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--mixed", "--reward", "accuracy:1,format:0.5,alp:0.003",
+                                      "--out", str(tmp_path)])
+    m = metrics(tmp_path)
+    seed = m["seeds"][0]
+    # one policy on both tasks: each task's check rate and accuracy, greedy and sampled, before and after
+    for how in ("greedy", "sampled"):
+        assert set(seed["mixed"][how]) == {"countdown", "addcheck"}
+        for rates in seed["mixed"][how].values():
+            assert set(rates["check_rate"]) == {"before", "after"} and 0 <= rates["accuracy"]["after"] <= 1
+    assert "contrast" not in seed and "one policy: greedy check rate on addition <= 0.1" in m["claims"]
+    # alp in --reward adds the claims about where the search goes, read from "by_difficulty"
+    levels = seed["by_difficulty"]
+    for lv, v in levels.items():
+        assert v["verify_rate"]["after"] == seed["after"]["by_difficulty"][lv]["verify_rate"]
+    if {"1", "3+"} <= set(levels):
+        assert seed["length_plenty_over_scarce"] == pytest.approx(
+            levels["3+"]["mean_length"]["after"] / levels["1"]["mean_length"]["after"])
+    assert "after RL, verify rate where one solves it minus where 3+ do >= 0.4" in m["claims"]
+
+
+@pytest.mark.slow
 def test_09_transformers(tmp_path):
     pytest.importorskip("trl")
     run_script("examples/09_transformers.py", ["--quick", "--trl-steps", "2", "--eval-per-level", "5", "--threads", "1",

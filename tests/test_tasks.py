@@ -220,3 +220,29 @@ def test_bad_level_weights_are_named():
     assert level_weights("harder", task) == (1, 2, 3) and level_weights("even", task) is None
     with pytest.raises(ValueError, match=r"weighting must be one of \('harder', 'even'\), got 'heavy'"):
         level_weights("heavy", task)
+
+
+def test_a_mixed_task_hands_each_problem_to_its_own_part():
+    from toyds.rl.grpo import weighted_rewards
+    from toyds.rl.reward_registry import resolve
+    from toyds.tasks.mixed import Mixed, Part
+
+    task = Mixed()
+    problems = task.sample(6, "rl")
+    assert [p.name for p in problems] == ["countdown", "addcheck"] * 3
+    cd, add = problems[0], problems[1]
+    assert cd.prompt().endswith(" to " + str(cd.problem.target) + ":") and add.prompt().endswith("=")
+    right_cd = f"<think>x</think><answer>{cd.problem.solutions()[0].expression()}</answer><eos>"
+    right_add = f"<think>x</think><answer>{add.problem.answer}</answer><eos>"
+    # each row is scored by its own task's rule: a Countdown answer on an addition prompt is wrong
+    total, per_fn = weighted_rewards(*resolve("accuracy:1", task), [right_cd, right_add, right_add, right_cd],
+                                     [cd, add, cd, add])
+    assert total.tolist() == [1.0, 1.0, 0.0, 0.0]
+    m = task.measure([cd, add], [right_cd, right_add])
+    assert m["accuracy"] == 1.0 and m["countdown"]["verify_rate"] == 0.0 and m["addcheck"]["check_rate"] == 0.0
+    # the base corpus is each part's own: Countdown-lite's search share, addition's base mix
+    corpus = task.search_corpus(task.sample(400, "train"), search_share=1.0, seed=0)
+    cd_rows = [c for p, c in corpus if " to " in p]
+    assert len(cd_rows) == 200 and all(" ok" in c for c in cd_rows)
+    assert any("check " in c for p, c in corpus if p.endswith("="))
+    assert Part("countdown", cd.problem) == cd and task.level(add) == "addcheck"

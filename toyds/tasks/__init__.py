@@ -7,4 +7,5 @@
     countdown.py           Countdown-lite: a search whose traces check themselves ("countdown", chapter 7)
     countdown_reading.py   its answer checker and the parser that counts tries, checks and backtracks
     addcheck.py            addition with optional checks: where checking does not pay ("addcheck")
+    mixed.py               Countdown-lite and addition in one policy (chapter 7's --mixed)
 """
