@@ -16,7 +16,7 @@ model (R1 paper, section 4.1). Here, once per seed:
    to think): rl (its own R1-Zero), sequence_kd (SFT on the kept text), logit_kd (the
    teacher's distributions too); --scratch: SFT on answers from random weights; --gkd:
    on_policy (GKD: the student writes, the teacher grades every token; distill/on_policy.py)
-   and off_then_on (sequence KD, then on-policy, as Qwen3 did), at about equal wall time,
+   and off_then_on (sequence KD, then on-policy at --continue-lr, as Qwen3 did), at ~equal time,
    with every student's held-out curve against steps and seconds.
 3. A table of active parameters, held-out accuracy by digits and training seconds.
 4. Hinton's data-efficiency point: the same few texts as hard targets vs soft targets.
