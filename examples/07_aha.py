@@ -262,16 +262,18 @@ def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
     g0, s0 = snap(model)
     policy = copy.deepcopy(model)
     fns, weights = resolve(args.reward, task)
-    flat = lambda ps, cs: {f"{n}_{k}": v for n, r in check_rates(task, task.measure(ps, cs)).items()  # noqa: E731
-                           for k, v in r.items()}
+    def measure_fn(problems, completions) -> dict:  # logged every step as countdown_check_rate, ...
+        rates = check_rates(task, task.measure(problems, completions))
+        return {f"{name}_{k}": v for name, r in rates.items() for k, v in r.items()}
+
     history = train_grpo(policy, task.sample(args.rl_problems, "rl", seed=seed),
                          grpo_config(args, seed, args.mixed_grpo_steps), reward_fns=fns, reward_weights=weights,
-                         measure_fn=flat, desc=f"seed {seed}: grpo mixed", progress=progress)
+                         measure_fn=measure_fn, desc=f"seed {seed}: grpo mixed", progress=progress)
     g1, s1 = snap(policy)
+    logged = [f"{name}_{k}" for name in g0 for k in g0[name]]
     return {"greedy": {n: {k: {"before": g0[n][k], "after": g1[n][k]} for k in g0[n]} for n in g0},
             "sampled": {n: {k: {"before": s0[n][k], "after": s1[n][k]} for k in s0[n]} for n in s0},
-            "history": [{k: v for k, v in r.items() if k in ("step", "reward") or "_" in k and k.split("_")[0]
-                         in task.parts} for r in history],
+            "history": [{k: r[k] for k in ("step", "reward", *logged) if k in r} for r in history],
             "seconds": time.perf_counter() - t0}
 
 

@@ -326,6 +326,7 @@ def test_07_mixed_policy_and_the_price_by_difficulty(tmp_path):
         for rates in seed["mixed"][how].values():
             assert set(rates["check_rate"]) == {"before", "after"} and 0 <= rates["accuracy"]["after"] <= 1
     assert "contrast" not in seed and "one policy: greedy check rate on addition <= 0.1" in m["claims"]
+    assert {"step", "reward", "countdown_check_rate", "addcheck_check_rate"} <= set(seed["mixed"]["history"][0])
     # alp in --reward adds the claims about where the search goes, read from "by_difficulty"
     levels = seed["by_difficulty"]
     for lv, v in levels.items():
