@@ -277,11 +277,17 @@ def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def second_run(args):
+    """The run beside Countdown-lite and the key of its figures: the addition contrast, or with --mixed
+    the one policy on both tasks."""
+    return ("mixed", run_mixed) if args.mixed else ("contrast", run_contrast)
+
+
 def contrast_alongside(args, seed: int) -> dict:
-    """run_contrast (or with --mixed, run_mixed) in a process of its own (spawned by `run`): the two runs
-    share nothing but the seed."""
+    """The second run (second_run) in a process of its own (spawned by `run`): the two runs share nothing
+    but the seed."""
     torch.set_num_threads(args.threads)
-    return (run_mixed if args.mixed else run_contrast)(args, seed, progress=False)
+    return second_run(args)[1](args, seed, progress=False)
 
 
 # ------------------------------------------------------------------ printing
@@ -336,8 +342,8 @@ def run(args, seed: int) -> dict:
             contrast = submit_by_file(pool, contrast_alongside, args, seed)
         r = run_search(args, seed)
         if not args.no_contrast:
-            key = "mixed" if args.mixed else "contrast"
-            r[key] = contrast.result() if contrast else (run_mixed if args.mixed else run_contrast)(args, seed)
+            key, fn = second_run(args)
+            r[key] = contrast.result() if contrast else fn(args, seed)
     r.update(derived(r))
     report(args, seed, r)
     r["seconds"]["total"] = time.perf_counter() - t0
@@ -360,8 +366,7 @@ def derived(r: dict) -> dict:
     return {**where, **mixed, "by_difficulty": by_difficulty, "gain": a["accuracy"] - b["accuracy"],
             "final_minus_first_try": a["accuracy"] - a["first_try_accuracy"],
             "backtrack_wrong_minus_right": a["backtrack_if_first_wrong"] - a["backtrack_if_first_right"],
-            "tries_scarce_minus_plenty": levels["1"]["mean_tries"] - levels["3+"]["mean_tries"]
-            if "1" in levels and "3+" in levels else math.nan}
+            "tries_scarce_minus_plenty": scarce["mean_tries"] - plenty["mean_tries"] if scarce and plenty else math.nan}
 
 
 def report(args, seed: int, r: dict) -> None:

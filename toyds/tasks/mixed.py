@@ -43,6 +43,12 @@ class Part:
         return {"part": self}  # the mixed accuracy rule hands each row to its own task
 
 
+def _shuffled(pairs: list, seed: int) -> list:
+    """The parts' corpora in one order, so a batch draws from both."""
+    random.Random(seed).shuffle(pairs)
+    return pairs
+
+
 def _search_tasks() -> dict:
     return {"countdown": CountdownLite(), "addcheck": AdditionWithChecks(digits=(1, 2, 3))}
 
@@ -70,24 +76,22 @@ class Mixed(Task):
             by[p.name].append(p.problem)
         return by
 
-    def _interleave(self, pairs: list, seed: int) -> list:
-        random.Random(seed).shuffle(pairs)
-        return pairs
-
     def search_corpus(self, problems, search_share: float, seed: int = 0) -> list[tuple[str, str]]:
         """Countdown-lite's curriculum share of search traces; addition's base mix; shuffled together."""
         pairs = []
         for name, probs in self._split(problems).items():
             task = self.parts[name]
-            pairs += task.search_corpus(probs, search_share, seed) if hasattr(task, "search_corpus") \
-                else task.corpus(probs, "base", seed)
-        return self._interleave(pairs, seed)
+            if hasattr(task, "search_corpus"):
+                pairs += task.search_corpus(probs, search_share, seed)
+            else:
+                pairs += task.corpus(probs, "base", seed)
+        return _shuffled(pairs, seed)
 
     def corpus(self, problems, style="base", seed=0):
         self.check(style=style)
         pairs = [pair for name, probs in self._split(problems).items()
                  for pair in self.parts[name].corpus(probs, style, seed)]
-        return self._interleave(pairs, seed)
+        return _shuffled(pairs, seed)
 
     def accuracy(self, completion, problem) -> float:
         return self.parts[problem.name].accuracy(completion, problem.problem)
