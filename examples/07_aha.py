@@ -53,7 +53,6 @@ from toyds.experiment.seeds import Claim, run_seeds, submit_by_file
 from toyds.rl.grpo import GRPOConfig, train_grpo
 from toyds.rl.reward_registry import add_reward_arg, parse_spec, resolve
 from toyds.tasks.addcheck import AdditionWithChecks
-from toyds.tasks.countdown_reading import LEVELS
 from toyds.tasks.mixed import Mixed
 from toyds.tasks.registry import TASKS, make_task
 from toyds.train.pretrain import SearchRecipe, pretrain_search_base
@@ -79,12 +78,17 @@ CLAIMS = [
 ]
 CONTRAST_HEADLINE = ["contrast.check_rate.before", "contrast.check_rate.after"]
 CONTRAST_CLAIMS = [Claim("addition: RL lowers the sampled check rate", "contrast.check_rate_change", "<", 0.0)]
-# with a price on length (--reward ...,alp:C): does the search go where solutions are scarce?
-WHERE_HEADLINE = ["verify_scarce_minus_plenty", "length_plenty_over_scarce"]
+# with a price on length (--reward ...,alp:C): does the search stay where it is hard and go where it is easy?
+# The levels are the task's where_levels: Countdown-lite's "1" and "3+" (how many candidates solve it);
+# countdown_easy's "1" and "two" (two numbers). The control is the same run without the price, alongside.
+WHERE_HEADLINE = ["verify_hard_minus_easy", "length_easy_over_hard", "verify_scarce_minus_plenty"]
 WHERE_CLAIMS = [
-    Claim("after RL, verify rate where one solves it minus where 3+ do >= 0.4", "verify_scarce_minus_plenty", ">=", 0.4),
-    Claim("after RL, length where 3+ solve it <= 0.6x where one does", "length_plenty_over_scarce", "<=", 0.6),
+    Claim("after RL, verify rate where it is hard minus where it is easy >= 0.4", "verify_hard_minus_easy", ">=", 0.4),
+    Claim("after RL, length where it is easy <= 0.6x where it is hard", "length_easy_over_hard", "<=", 0.6),
 ]
+CONTROL_HEADLINE = ["control.after.accuracy", "accuracy_minus_control"]
+CONTROL_CLAIMS = [Claim("accuracy no more than 0.03 below the same run without the price", "accuracy_minus_control",
+                        ">=", -0.03)]
 # --mixed: one policy, both tasks
 MIXED_HEADLINE = ["mixed.greedy.countdown.check_rate.after", "mixed.greedy.addcheck.check_rate.after",
                   "mixed.sampled.addcheck.check_rate.before", "mixed.sampled.addcheck.check_rate.after",
@@ -187,6 +191,7 @@ def run_search(args, seed: int) -> dict:
              "before_accuracy": task.accuracy(b, p), "after_accuracy": task.accuracy(a, p)}
             for p, b, a in zip(test, greedy_before, greedy_after)]
     return {
+        "where_levels": list(getattr(task, "where_levels", ("1", "3+"))),  # (hard, easy) for the --where claims
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
         "history": [{k: r.get(k) for k in HISTORY_KEYS} | {k: v for k, v in r.items() if k.startswith("eval_")}
                     for r in history],
@@ -277,10 +282,20 @@ def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def run_control(args, seed: int, progress: bool | None = None) -> dict:
+    """7. (--where) the same run without the price on length: the accuracy the price is measured against."""
+    reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name != "alp")
+    r = run_search(argparse.Namespace(**{**vars(args), "reward": reward}), seed)
+    return {"reward": reward, "before": {"accuracy": r["before"]["accuracy"]}, "seconds": r["seconds"]["countdown"],
+            "after": {k: r["after"][k] for k in ("accuracy", "verify_rate", "mean_length", "by_difficulty")}}
+
+
 def second_run(args):
-    """The run beside Countdown-lite and the key of its figures: the addition contrast, or with --mixed
-    the one policy on both tasks."""
-    return ("mixed", run_mixed) if args.mixed else ("contrast", run_contrast)
+    """The run beside the search task and the key of its figures: the addition contrast; with --mixed the
+    one policy on both tasks; with --where the same run without the price (the control)."""
+    if args.mixed:
+        return "mixed", run_mixed
+    return ("control", run_control) if args.where else ("contrast", run_contrast)
 
 
 def contrast_alongside(args, seed: int) -> dict:
@@ -303,7 +318,7 @@ def print_table(r: dict) -> None:
         print(f"  {k:<26}{fmt(r['before'][k]):>9}{fmt(r['after'][k]):>10}   |          "
               f"{fmt(r['before_sampled'][k]):>7}{fmt(r['after_sampled'][k]):>8}")
     print("  by difficulty (how many candidates solve it), greedy: accuracy / tries / length / checks")
-    for lv in LEVELS:
+    for lv in r["before"]["by_difficulty"]:
         b, a = r["before"]["by_difficulty"].get(lv), r["after"]["by_difficulty"].get(lv)
         if b and a:
             print(f"    {lv:<4} base {fmt(b['accuracy'])} / {b['mean_tries']:.2f} / {b['mean_length']:5.1f} / "
@@ -356,8 +371,14 @@ def derived(r: dict) -> dict:
     a, b = r["after"], r["before"]
     levels = a["by_difficulty"]
     scarce, plenty = levels.get("1"), levels.get("3+")
+    hard, easy = (levels.get(lv) for lv in r["where_levels"])
     where = {"verify_scarce_minus_plenty": scarce["verify_rate"] - plenty["verify_rate"],
              "length_plenty_over_scarce": plenty["mean_length"] / scarce["mean_length"]} if scarce and plenty else {}
+    if hard and easy:
+        where |= {"verify_hard_minus_easy": hard["verify_rate"] - easy["verify_rate"],
+                  "length_easy_over_hard": easy["mean_length"] / hard["mean_length"]}
+    if "control" in r:
+        where["accuracy_minus_control"] = a["accuracy"] - r["control"]["after"]["accuracy"]
     mixed = {"mixed_addition_check_change": r["mixed"]["sampled"]["addcheck"]["check_rate"]["after"]
              - r["mixed"]["sampled"]["addcheck"]["check_rate"]["before"]} if "mixed" in r else {}
     by_difficulty = {lv: {k: {"before": b["by_difficulty"][lv][k], "before_sampled":
@@ -390,6 +411,10 @@ def report(args, seed: int, r: dict) -> None:
             smp = r["mixed"]["sampled"][name]["check_rate"]
             print(f"    {name:<10} {g['check_rate']['before']:.3f} ({smp['before']:.3f}) -> {g['check_rate']['after']:.3f}"
                   f" ({smp['after']:.3f});  accuracy {g['accuracy']['before']:.3f} -> {g['accuracy']['after']:.3f}")
+    if "control" in r:
+        c = r["control"]
+        print(f"\n  control, the same run without the price ({c['reward']}; {c['seconds']:.0f}s): greedy accuracy "
+              f"{c['before']['accuracy']:.3f} -> {c['after']['accuracy']:.3f}, verify rate {c['after']['verify_rate']:.3f}")
     if "contrast" in r:
         c = r["contrast"]
         print(f"\n  contrast, addition with optional checks: sampled check rate {c['check_rate']['before']:.3f} -> "
@@ -469,10 +494,11 @@ def main(argv=None):
     except ValueError as e:
         ap.error(str(e))
     setup(args)
-    side = [] if args.no_contrast else MIXED_HEADLINE if args.mixed else CONTRAST_HEADLINE
-    headline = HEADLINE + side + (WHERE_HEADLINE if args.where else [])
-    claims = (CLAIMS + ([] if args.no_contrast else MIXED_CLAIMS if args.mixed else CONTRAST_CLAIMS)
-              + (WHERE_CLAIMS if args.where else []))
+    key = None if args.no_contrast else second_run(args)[0]
+    side = {"mixed": (MIXED_HEADLINE, MIXED_CLAIMS), "contrast": (CONTRAST_HEADLINE, CONTRAST_CLAIMS),
+            "control": (CONTROL_HEADLINE, CONTROL_CLAIMS), None: ([], [])}[key]
+    headline = HEADLINE + side[0] + (WHERE_HEADLINE if args.where else [])
+    claims = CLAIMS + side[1] + (WHERE_CLAIMS if args.where else [])
     metrics = run_seeds(run, args, headline, claims)
 
     # completions go to their own file, one row per held-out prompt and seed

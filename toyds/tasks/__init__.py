@@ -5,6 +5,7 @@
     arithmetic.py          sums, differences, products of d-digit numbers ("arithmetic", chapters 0-5)
     arithmetic_traces.py   its worked column-by-column traces and base-model corpora
     countdown.py           Countdown-lite: a search whose traces check themselves ("countdown", chapter 7)
+    countdown_easy.py      Countdown-lite plus an easy level, two numbers ("countdown_easy", chapter 7)
     countdown_reading.py   its answer checker and the parser that counts tries, checks and backtracks
     addcheck.py            addition with optional checks: where checking does not pay ("addcheck")
     mixed.py               Countdown-lite and addition in one policy (chapter 7's --mixed)

@@ -168,7 +168,8 @@ def _split_verdict(segment: str) -> tuple[str, str | None]:
 def parse_group(group: str) -> list[tuple[str, str | None]]:
     """[('(8+3)+1', 'no'), ('(8-3)+1', 'ok')] from '6-1=5 8+3=11 no,8-3=5-5=0 ok'.
 
-    A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)].
+    A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)]; or, with two
+    numbers, tries that need no head: '8+3=11 no,8-3=5-5=0 ok' gives [('8+3', 'no'), ('8-3', 'ok')].
     Expressions are rebuilt from the operands the model wrote (the head's z and
     outer op, each try's x op1 y), not from its results, so a slip in the working
     does not change what was tried. A piece in no recognised shape is kept as it
@@ -177,6 +178,8 @@ def parse_group(group: str) -> list[tuple[str, str | None]]:
     head, sep, rest = group.partition(" ")
     if not sep or "=" not in head:
         return [_split_verdict(group)]
+    if rest[:2] in ("ok", "no"):  # two numbers' tries (tasks/countdown_easy.py)
+        return [(work.split("=")[0], verdict) for work, verdict in map(_split_verdict, group.split(","))]
     left = head.split("=")[0]  # "6-1": the target, the undone outer op, z
     i = next((k for k in range(1, len(left)) if left[k] in REDO), None)
     out = []
@@ -262,11 +265,11 @@ def summarise(behaviours: list[Behaviour]) -> dict:
     }
 
 
-def measure(problems: list, completions: list[str]) -> dict:
+def measure(problems: list, completions: list[str], levels: tuple[str, ...] = LEVELS) -> dict:
     """summarise(), overall and by difficulty level: problems[i] is completions[i]'s problem."""
     tok = Tokenizer()
     bs = [behaviour(c, p, tok) for p, c in zip(problems, completions)]
     out = summarise(bs)
     out["by_difficulty"] = {lv: summarise([b for b, p in zip(bs, problems) if p.difficulty == lv])
-                            for lv in LEVELS if any(p.difficulty == lv for p in problems)}
+                            for lv in levels if any(p.difficulty == lv for p in problems)}
     return out

@@ -1,6 +1,7 @@
 """The tasks by name, and the command-line flags that choose one: --task NAME [--digits ..] [--ops ..].
 
-    TASKS = {"arithmetic": Arithmetic, "countdown": CountdownLite, "addcheck": AdditionWithChecks}
+    TASKS = {"arithmetic": Arithmetic, "countdown": CountdownLite, "countdown_easy": CountdownEasy,
+             "addcheck": AdditionWithChecks}
 
 A task is a class (tasks/base.py); its options are its dataclass fields (Arithmetic's
 digits and ops). `register_task(MyTask)` adds one, from any file, so a new task
@@ -20,8 +21,9 @@ from toyds.tasks.addcheck import AdditionWithChecks
 from toyds.tasks.arithmetic import Arithmetic, parse_digits, parse_ops
 from toyds.tasks.base import Task
 from toyds.tasks.countdown import CountdownLite
+from toyds.tasks.countdown_easy import CountdownEasy
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Arithmetic, CountdownLite, AdditionWithChecks)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Arithmetic, CountdownLite, CountdownEasy, AdditionWithChecks)}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
