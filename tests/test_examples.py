@@ -339,7 +339,25 @@ def test_07_mixed_policy_and_the_price_by_difficulty(tmp_path):
     if {"1", "3+"} <= set(levels):
         assert seed["length_plenty_over_scarce"] == pytest.approx(
             levels["3+"]["mean_length"]["after"] / levels["1"]["mean_length"]["after"])
-    assert "after RL, verify rate where one solves it minus where 3+ do >= 0.4" in m["claims"]
+    assert seed["verify_hard_minus_easy"] == seed["verify_scarce_minus_plenty"]  # Countdown-lite's levels: 1 and 3+
+    assert "after RL, verify rate where it is hard minus where it is easy >= 0.4" in m["claims"]
+
+
+@pytest.mark.slow
+def test_07_easy_level_and_the_control_without_the_price(tmp_path):
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--reward",
+                                      "accuracy:1,format:0.5,alp:0.003", "--out", str(tmp_path)])
+    seed = metrics(tmp_path)["seeds"][0]
+    assert seed["where_levels"] == ["1", "sum"] and set(seed["by_difficulty"]) == {"sum", "1", "2", "3+"}
+    hard, easy = seed["after"]["by_difficulty"]["1"], seed["after"]["by_difficulty"]["sum"]
+    assert seed["verify_hard_minus_easy"] == pytest.approx(hard["verify_rate"] - easy["verify_rate"])
+    assert seed["length_easy_over_hard"] == pytest.approx(easy["mean_length"] / hard["mean_length"])
+    # the control ran beside it without alp, from the same base (same seed: the same greedy accuracy before)
+    control = seed["control"]
+    assert control["reward"] == "accuracy:1,format:0.5" and "contrast" not in seed
+    assert control["before"]["accuracy"] == seed["before"]["accuracy"]
+    assert seed["accuracy_minus_control"] == pytest.approx(seed["after"]["accuracy"] - control["after"]["accuracy"])
+    assert "accuracy no more than 0.03 below the same run without the price" in metrics(tmp_path)["claims"]
 
 
 @pytest.mark.slow

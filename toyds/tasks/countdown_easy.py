@@ -1,23 +1,24 @@
-"""Countdown-lite with an easy level: two numbers and one operation, which a guess gets right.
+"""Countdown-lite with an easy level: two numbers whose sum is the target, which a glance solves.
 
 Within Countdown-lite a one-pass guess is about as unreliable where many candidates
 solve the problem as where one does (docs/lab/29_where_it_pays.md), so no price on
 tokens can teach "search only where it is hard" there: the search pays everywhere.
-This task adds a level where a glance suffices, two numbers and one operation:
+This task adds a level where a guess is as good as a search, the obvious sum:
 
-    prompt      <bos>8,3 to 5:
-    guess       <think>8-3</think><answer>8-3</answer><eos>
-    search      <think>8+3=11 no,8-3=5-5=0 ok</think><answer>8-3</answer><eos>
+    prompt      <bos>8,7 to 15:
+    guess       <think>8+7</think><answer>8+7</answer><eos>
+    search      <think>8-7=1-15=-14 no,8+7=15-15=0 ok</think><answer>8+7</answer><eos>
 
 The search tries x+y, x-y, xxy (larger number first) in a random order, each checked
 against the target as Countdown-lite's tries are, and stops at the first "ok"; it has
 no head, since there is no outer operation to undo. Problems come in four levels,
-visited in turn: "two" (two numbers), then Countdown-lite's "1", "2", "3+" (how many
-candidates solve a three-number problem). The splits are Countdown-lite's stable
-hash, so a held-out two-number problem was never pretrained on (130 problems in all:
-73 pretraining, 27 RL, 30 held out). Chapter 7 runs it with `--task countdown_easy`:
-does a price that knows the difficulty (ALP) keep the search where it is hard and
-drop it where it is easy? ("where_levels": the hard level, then the easy one.)
+visited in turn: "sum" (two numbers), then Countdown-lite's "1", "2", "3+" (how many
+candidates solve a three-number problem). The 81 sums are split by Countdown-lite's
+stable hash with a larger held-out share (PAIR_SPLITS: 34 pretraining, 12 RL, 35 held
+out). (Two numbers with any of + - x, targets 1-9, were tried first: the base guessed
+them right 0.70 of the time, so the search paid there too; lab note, section 7.)
+Chapter 7 runs it with `--task countdown_easy`: does a price that knows the difficulty
+(ALP) keep the search where it is hard and drop it where it is easy?
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from toyds.tasks import countdown_reading as reading
-from toyds.tasks.countdown import MAX_NUMBER, MAX_TARGET, OPS1, SPLITS, CountdownLite
+from toyds.tasks.countdown import MAX_NUMBER, OPS1, CountdownLite
 from toyds.tasks.countdown_reading import LEVELS, apply
 
-EASY = "two"  # the level name of a two-number problem
+EASY = "sum"  # the level name of a two-number problem
+DIGITS, TARGETS = {str(n) for n in range(1, 10)}, {str(t) for t in range(1, 19)}  # what parse reads
+PAIR_SPLITS = {"test": (0, 40), "rl": (40, 60), "pretrain": (60, 100)}  # shares of the hash, in percent
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A two-number problem: combine both numbers, each once, with one of + - x."""
+    """A two-number problem: combine both numbers, each once, with one of + - x (the target is their sum)."""
 
     numbers: tuple[int, int]  # in prompt order
     target: int
@@ -65,26 +68,20 @@ class Pair:
 
 
 def all_pairs(split: str) -> list[Pair]:
-    """Every two-number problem of a split (Countdown-lite's hash on the text), in a fixed order."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
-    lo, hi = SPLITS[split]
-    out = []
-    for a in range(1, MAX_NUMBER + 1):
-        for b in range(1, MAX_NUMBER + 1):
-            for t in sorted({v for _, v in Pair((a, b), 0).tries() if 1 <= v <= MAX_TARGET}):
-                p = Pair((a, b), t)
-                if lo <= zlib.crc32(p.text.encode()) % 100 < hi:
-                    out.append(p)
-    return out
+    """Every sum of two numbers 1-9 in a split (the stable hash of its text, PAIR_SPLITS), in a fixed order."""
+    if split not in PAIR_SPLITS:
+        raise ValueError(f"split must be one of {tuple(PAIR_SPLITS)}, got {split!r}")
+    lo, hi = PAIR_SPLITS[split]
+    pairs = [Pair((a, b), a + b) for a in range(1, MAX_NUMBER + 1) for b in range(1, MAX_NUMBER + 1)]
+    return [p for p in pairs if lo <= zlib.crc32(p.text.encode()) % 100 < hi]
 
 
 def pair_search(p: Pair, rng: random.Random) -> str:
-    """'8+3=11 no,8-3=5-5=0 ok': the tries in a random order, each checked, up to the first hit."""
+    """'8-7=1-15=-14 no,8+7=15-15=0 ok': the tries in a random order, each checked, up to the first hit."""
     tries, done = p.tries(), []
     rng.shuffle(tries)
     for e, v in tries:
-        if v > 9:  # a two-digit result never equals a one-digit target
+        if len(str(v)) > len(str(p.target)):  # more digits than the target: it cannot be equal
             done.append(f"{e}={v} no")
             continue
         done.append(f"{e}={v}-{p.target}={v - p.target} {'ok' if v == p.target else 'no'}")
@@ -100,15 +97,15 @@ def pair_guess(p: Pair, rng: random.Random) -> str:
 
 @dataclass
 class CountdownEasy(CountdownLite):
-    """Countdown-lite plus two-number problems: one level easy to guess, three that are not."""
+    """Countdown-lite plus two-number sums: one level a guess gets right, three it does not."""
 
     name: ClassVar[str] = "countdown_easy"
     levels: ClassVar[tuple[str, ...]] = (EASY, *LEVELS)
-    level_unit: ClassVar[str] = ""  # "two" numbers, or how many candidates solve it
+    level_unit: ClassVar[str] = ""  # a two-number "sum", or how many candidates solve it
     where_levels: ClassVar[tuple[str, str]] = ("1", EASY)  # where the search should stay, where it should go
 
     def sample(self, n, split="train", seed=0, unique=False):
-        """n problems, the levels in turn: every fourth a two-number problem, the rest Countdown-lite's."""
+        """n problems, the levels in turn: every fourth a two-number sum, the rest Countdown-lite's."""
         self.check(split=split)
         n_pairs = len(range(0, n, len(self.levels)))
         pool = all_pairs("pretrain" if split == "train" else split)
@@ -135,13 +132,13 @@ class CountdownEasy(CountdownLite):
         return reading.measure(problems, completions, self.levels)
 
     def parse(self, text: str):
-        """'8,3 to 5' -> Pair((8, 3), 5); three numbers as Countdown-lite reads them."""
+        """'8,7 to 15' -> Pair((8, 7), 15); three numbers as Countdown-lite reads them."""
         nums, sep, target = text.strip().rstrip(":").partition(" to ")
-        parts = [n.strip() for n in nums.split(",")] + [target.strip()]
-        if sep and len(parts) == 3 and all(len(n) == 1 and n in "123456789" for n in parts):
-            return Pair((int(parts[0]), int(parts[1])), int(parts[2]))
-        if len(parts) == 4:
+        parts = [n.strip() for n in nums.split(",")]
+        if len(parts) == 3:
             return super().parse(text)
-        raise ValueError(f"cannot read {text!r} as a problem of {self.name}; write two or three numbers from 1 "
-                         f"to {MAX_NUMBER} and a one-digit target, e.g. '8,3 to 5' or '8,3,1 to 6'")
+        if sep and len(parts) == 2 and all(n in DIGITS for n in parts) and target.strip() in TARGETS:
+            return Pair((int(parts[0]), int(parts[1])), int(target))
+        raise ValueError(f"cannot read {text!r} as a problem of {self.name}; write two numbers from 1 to {MAX_NUMBER} "
+                         f"and a target up to 18 (e.g. '8,7 to 15'), or three as Countdown-lite ('8,3,1 to 6')")
 
