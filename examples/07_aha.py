@@ -2,7 +2,7 @@
 
     python examples/07_aha.py --out runs/07                    # 1 seed: ~4 minutes on 2 cores
     python examples/07_aha.py --seeds 3 --out runs/07          # the README's table
-    python examples/07_aha.py --reward accuracy:1,format:0.5,length:0.001   # a price on every token
+    python examples/07_aha.py --task countdown_easy --reward accuracy:1,format:0.5,alp:0.001   # where it is hard
 
 1. A base is pretrained on --task (Countdown-lite, toyds/tasks/countdown.py): direct
    guesses beside *search traces* that work back from the target, check each try
@@ -17,12 +17,12 @@
 5. The contrast (toyds/tasks/addcheck.py): addition with optional one-line checks,
    where the worked trace is already reliable, under the same recipe (100 steps),
    in a second process beside 1-4 (--no-alongside: after them; the same figures). With --mixed,
-   one base and one RL run on both tasks instead (tasks/mixed.py); with alp in --reward, claims
-   that the search goes where solutions are scarce ("by_difficulty", "mixed" in metrics.json).
+   one base and one RL run on both tasks instead (tasks/mixed.py). With alp in --reward, the same
+   run without the price instead (the control), and claims that the search stays where it is hard
+   and goes where it is easy (--task countdown_easy adds the obvious sums; "by_difficulty").
 
-The claims are data (CLAIMS), checked on every seed. Time on 2 cores and every seed's
-figures: README chapter 7; the variants tried (random heads, Dr. GRPO, a price per
-token, shorter bases): docs/lab/07_aha.md. `--quick` only checks that the script runs.
+The claims are data (CLAIMS), checked on every seed; every seed's figures: README chapter 7;
+the variants tried: docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run?
 
 With --out DIR: DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
 "history", "contrast", "seconds"; "seeds", "summary", "claims"), DIR/completions.jsonl
@@ -286,8 +286,9 @@ def run_control(args, seed: int, progress: bool | None = None) -> dict:
     """7. (--where) the same run without the price on length: the accuracy the price is measured against."""
     reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name != "alp")
     r = run_search(argparse.Namespace(**{**vars(args), "reward": reward}), seed)
+    keep = ("accuracy", "verify_rate", "mean_length", "by_difficulty")
     return {"reward": reward, "before": {"accuracy": r["before"]["accuracy"]}, "seconds": r["seconds"]["countdown"],
-            "after": {k: r["after"][k] for k in ("accuracy", "verify_rate", "mean_length", "by_difficulty")}}
+            "after": {k: r["after"][k] for k in keep}, "after_sampled": {k: r["after_sampled"][k] for k in keep}}
 
 
 def second_run(args):
