@@ -2,7 +2,7 @@
 
     python examples/07_aha.py --out runs/07                    # 1 seed: ~4 minutes on 2 cores
     python examples/07_aha.py --seeds 3 --out runs/07          # the README's table
-    python examples/07_aha.py --task countdown_easy --reward accuracy:1,format:0.5,alp:0.001   # where it is hard
+    python examples/07_aha.py --task countdown_easy --seeds 3   # search where it is hard, guess where easy
 
 1. A base is pretrained on --task (Countdown-lite, toyds/tasks/countdown.py): direct
    guesses beside *search traces* that work back from the target, check each try
@@ -17,9 +17,9 @@
 5. The contrast (toyds/tasks/addcheck.py): addition with optional one-line checks,
    where the worked trace is already reliable, under the same recipe (100 steps),
    in a second process beside 1-4 (--no-alongside: after them; the same figures). With --mixed,
-   one base and one RL run on both tasks instead (tasks/mixed.py). With alp in --reward, the same
-   run without the price instead (the control), and claims that the search stays where it is hard
-   and goes where it is easy (--task countdown_easy adds the obvious sums; "by_difficulty").
+   one base and one RL run on both tasks instead (tasks/mixed.py); with a price on tokens in
+   --reward (length, alp), the same run without it (the control). --task countdown_easy adds
+   obvious sums, and claims that the search stays where it is hard and goes where it is easy.
 
 The claims are data (CLAIMS), checked on every seed; every seed's figures: README chapter 7;
 the variants tried: docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run?
@@ -78,17 +78,23 @@ CLAIMS = [
 ]
 CONTRAST_HEADLINE = ["contrast.check_rate.before", "contrast.check_rate.after"]
 CONTRAST_CLAIMS = [Claim("addition: RL lowers the sampled check rate", "contrast.check_rate_change", "<", 0.0)]
-# with a price on length (--reward ...,alp:C): does the search stay where it is hard and go where it is easy?
-# The levels are the task's where_levels: Countdown-lite's "1" and "3+" (how many candidates solve it);
-# countdown_easy's "1" and "two" (two numbers). The control is the same run without the price, alongside.
-WHERE_HEADLINE = ["verify_hard_minus_easy", "length_easy_over_hard", "verify_scarce_minus_plenty"]
+# --where (on for countdown_easy, or a price that knows the difficulty, alp): does the search stay where it
+# is hard and go where it is easy? The levels are the task's where_levels: countdown_easy's "1" (one
+# candidate solves it) and "sum" (two numbers); Countdown-lite's "1" and "3+".
+WHERE_HEADLINE = ["verify_hard_minus_easy", "length_easy_over_hard", "easy_sampled_verify_change",
+                  "verify_scarce_minus_plenty"]
 WHERE_CLAIMS = [
     Claim("after RL, verify rate where it is hard minus where it is easy >= 0.4", "verify_hard_minus_easy", ">=", 0.4),
     Claim("after RL, length where it is easy <= 0.6x where it is hard", "length_easy_over_hard", "<=", 0.6),
+    Claim("RL lowers the sampled verify rate where it is easy", "easy_sampled_verify_change", "<", 0.0),
 ]
-CONTROL_HEADLINE = ["control.after.accuracy", "accuracy_minus_control"]
+# a price on tokens in --reward (length, alp): the same run without it beside it, the control
+CONTROL_HEADLINE = ["control.after.accuracy", "accuracy_minus_control", "control_verify_hard_minus_easy"]
 CONTROL_CLAIMS = [Claim("accuracy no more than 0.03 below the same run without the price", "accuracy_minus_control",
                         ">=", -0.03)]
+PRICES = ("length", "alp")  # the rewards that put a price on tokens
+# a quarter of countdown_easy's corpus is sums: its three-number problems get Countdown-lite's pretraining steps
+PRETRAIN_STEPS = {"countdown_easy": (1070, 400)}
 # --mixed: one policy, both tasks
 MIXED_HEADLINE = ["mixed.greedy.countdown.check_rate.after", "mixed.greedy.addcheck.check_rate.after",
                   "mixed.sampled.addcheck.check_rate.before", "mixed.sampled.addcheck.check_rate.after",
@@ -283,20 +289,24 @@ def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
 
 
 def run_control(args, seed: int, progress: bool | None = None) -> dict:
-    """7. (--where) the same run without the price on length: the accuracy the price is measured against."""
-    reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name != "alp")
+    """7. (a price in --reward) the same run without the price: the accuracy the price is measured against."""
+    reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name not in PRICES)
     r = run_search(argparse.Namespace(**{**vars(args), "reward": reward}), seed)
     keep = ("accuracy", "verify_rate", "mean_length", "by_difficulty")
     return {"reward": reward, "before": {"accuracy": r["before"]["accuracy"]}, "seconds": r["seconds"]["countdown"],
             "after": {k: r["after"][k] for k in keep}, "after_sampled": {k: r["after_sampled"][k] for k in keep}}
 
 
+def priced(args) -> bool:
+    return any(name in PRICES for name, _ in parse_spec(args.reward))
+
+
 def second_run(args):
     """The run beside the search task and the key of its figures: the addition contrast; with --mixed the
-    one policy on both tasks; with --where the same run without the price (the control)."""
+    one policy on both tasks; with a price in --reward the same run without it (the control)."""
     if args.mixed:
         return "mixed", run_mixed
-    return ("control", run_control) if args.where else ("contrast", run_contrast)
+    return ("control", run_control) if priced(args) else ("contrast", run_contrast)
 
 
 def contrast_alongside(args, seed: int) -> dict:
@@ -376,10 +386,17 @@ def derived(r: dict) -> dict:
     where = {"verify_scarce_minus_plenty": scarce["verify_rate"] - plenty["verify_rate"],
              "length_plenty_over_scarce": plenty["mean_length"] / scarce["mean_length"]} if scarce and plenty else {}
     if hard and easy:
+        sampled = [r[k]["by_difficulty"].get(r["where_levels"][1], {}).get("verify_rate", math.nan)
+                   for k in ("before_sampled", "after_sampled")]
         where |= {"verify_hard_minus_easy": hard["verify_rate"] - easy["verify_rate"],
-                  "length_easy_over_hard": easy["mean_length"] / hard["mean_length"]}
-    if "control" in r:
-        where["accuracy_minus_control"] = a["accuracy"] - r["control"]["after"]["accuracy"]
+                  "length_easy_over_hard": easy["mean_length"] / hard["mean_length"],
+                  "easy_sampled_verify_change": sampled[1] - sampled[0]}
+    if "control" in r:  # the same run without the price
+        c = r["control"]["after"]
+        where["accuracy_minus_control"] = a["accuracy"] - c["accuracy"]
+        ch, ce = (c["by_difficulty"].get(lv) for lv in r["where_levels"])
+        if ch and ce:
+            where["control_verify_hard_minus_easy"] = ch["verify_rate"] - ce["verify_rate"]
     mixed = {"mixed_addition_check_change": r["mixed"]["sampled"]["addcheck"]["check_rate"]["after"]
              - r["mixed"]["sampled"]["addcheck"]["check_rate"]["before"]} if "mixed" in r else {}
     by_difficulty = {lv: {k: {"before": b["by_difficulty"][lv][k], "before_sampled":
@@ -434,9 +451,11 @@ def main(argv=None):
     ap.add_argument("--layers", type=at_least(1), default=4,
                     help="transformer blocks (overrides the preset's: a 2-block model learned the checks poorly)")
     ap.add_argument("--block", type=at_least(64), default=320, help="block size: the longest corpus sequence must fit")
-    ap.add_argument("--search-steps", type=at_least(1), default=800, help="pretraining phase 1 steps (mostly search)")
+    ap.add_argument("--search-steps", type=at_least(1), default=None,
+                    help="pretraining phase 1 steps (mostly search; default 800, countdown_easy 1070)")
     ap.add_argument("--search-phase-share", type=number(0, 1), default=0.9, help="share of search traces in phase 1")
-    ap.add_argument("--mix-steps", type=at_least(1), default=300, help="pretraining phase 2 steps (mostly guesses)")
+    ap.add_argument("--mix-steps", type=at_least(1), default=None,
+                    help="pretraining phase 2 steps (mostly guesses; default 300, countdown_easy 400)")
     ap.add_argument("--search-share", type=number(0, 1), default=0.35, help="share of search traces in phase 2")
     ap.add_argument("--fixed-heads", action=argparse.BooleanOptionalAction, default=True,
                     help="search traces open the heads in a fixed order (only the tries are shuffled)")
@@ -473,7 +492,8 @@ def main(argv=None):
                     help="the search task: its corpus searches and checks, its measures read the checks back")
     add_reward_arg(ap)  # the search task's rewards; a price per token is length:0.001
     ap.add_argument("--where", action=argparse.BooleanOptionalAction, default=None,
-                    help="also claim the search goes where solutions are scarce (default: when --reward names alp)")
+                    help="also claim the search stays where it is hard and goes where it is easy (default: for "
+                         "countdown_easy, or when --reward names alp)")
     ap.add_argument("--mixed", action="store_true",
                     help="instead of the addition contrast, one base and one RL run on both tasks (tasks/mixed.py)")
     ap.add_argument("--mixed-search-steps", type=at_least(1), default=1200, help="--mixed: pretraining phase 1 steps")
@@ -486,7 +506,10 @@ def main(argv=None):
         for k, v in QUICK.items():
             setattr(args, k, v)
     if args.where is None:
-        args.where = "alp" in dict(parse_spec(args.reward))
+        args.where = hasattr(TASKS[args.task], "where_levels") or "alp" in dict(parse_spec(args.reward))
+    steps = PRETRAIN_STEPS.get(args.task, (800, 300))
+    args.search_steps = steps[0] if args.search_steps is None else args.search_steps
+    args.mix_steps = steps[1] if args.mix_steps is None else args.mix_steps
     try:  # a reward either task lacks is named before any work
         resolve(args.reward, search_task(args))
         if args.mixed:

@@ -34,9 +34,11 @@ def test_pair_search_checks_each_try_and_stops_at_the_first_hit():
 
 
 def test_the_reader_counts_two_number_tries():
-    assert cb.parse_group("8-7=1-15=-14 no,8+7=15-15=0 ok") == [("8-7", "no"), ("8+7", "ok")]
-    assert cb.parse_group("8+7=15-15=0 ok") == [("8+7", "ok")]
-    assert cb.parse_group("6-1=5 8+3=11 no,8-3=5-5=0 ok") == [("(8+3)+1", "no"), ("(8-3)+1", "ok")]  # unchanged
+    assert cb.parse_group("8-7=1-15=-14 no,8+7=15-15=0 ok", two_numbers=True) == [("8-7", "no"), ("8+7", "ok")]
+    assert cb.parse_group("8+7=15-15=0 ok", two_numbers=True) == [("8+7", "ok")]
+    assert cb.parse_group("8+7", two_numbers=True) == [("8+7", None)]  # a guess
+    # three numbers: a head that came out with a verdict still heads the tries after it, as before
+    assert cb.parse_group("2-3=-1 no,2x1=2-1=1 no,2-1=1-1=0 ok") == [("no", None), ("(2x1)+3", "no"), ("(2-1)+3", "ok")]
     b = cb.behaviour("<think>8-7=1-15=-14 no,8+7=15-15=0 ok</think><answer>8+7</answer><eos>", P)
     assert (b.tries, b.verifies, b.backtracks, b.first_correct, b.accuracy, b.oks, b.true_oks) == (2, True, True, False,
                                                                                                     1.0, 1, 1)

@@ -165,11 +165,12 @@ def _split_verdict(segment: str) -> tuple[str, str | None]:
     return segment, None
 
 
-def parse_group(group: str) -> list[tuple[str, str | None]]:
+def parse_group(group: str, two_numbers: bool = False) -> list[tuple[str, str | None]]:
     """[('(8+3)+1', 'no'), ('(8-3)+1', 'ok')] from '6-1=5 8+3=11 no,8-3=5-5=0 ok'.
 
-    A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)]; or, with two
-    numbers, tries that need no head: '8+3=11 no,8-3=5-5=0 ok' gives [('8+3', 'no'), ('8-3', 'ok')].
+    A group with no head is a bare guess: '(8-3)+1' gives [('(8-3)+1', None)]. With two_numbers
+    (tasks/countdown_easy.py) the tries need no head: '8+3=11 no,8-3=5-5=0 ok' gives [('8+3', 'no'),
+    ('8-3', 'ok')].
     Expressions are rebuilt from the operands the model wrote (the head's z and
     outer op, each try's x op1 y), not from its results, so a slip in the working
     does not change what was tried. A piece in no recognised shape is kept as it
@@ -178,7 +179,7 @@ def parse_group(group: str) -> list[tuple[str, str | None]]:
     head, sep, rest = group.partition(" ")
     if not sep or "=" not in head:
         return [_split_verdict(group)]
-    if rest[:2] in ("ok", "no"):  # two numbers' tries (tasks/countdown_easy.py)
+    if two_numbers:
         return [(work.split("=")[0], verdict) for work, verdict in map(_split_verdict, group.split(","))]
     left = head.split("=")[0]  # "6-1": the target, the undone outer op, z
     i = next((k for k in range(1, len(left)) if left[k] in REDO), None)
@@ -198,7 +199,7 @@ def parse_tries(completion: str, numbers, target: int) -> list[Try]:
     think = _thinking(completion)
     out = []
     for group in think.split(";") if think else []:
-        for expression, verdict in parse_group(group.strip(" ")):
+        for expression, verdict in parse_group(group.strip(" "), two_numbers=len(numbers) == 2):
             out.append(Try(expression, solves(expression, numbers, target), verdict))
     return out
 
