@@ -358,6 +358,14 @@ def test_07_easy_level_and_the_control_without_the_price(tmp_path):
     assert control["before"]["accuracy"] == seed["before"]["accuracy"]
     assert seed["accuracy_minus_control"] == pytest.approx(seed["after"]["accuracy"] - control["after"]["accuracy"])
     assert "accuracy no more than 0.03 below the same run without the price" in metrics(tmp_path)["claims"]
+    # without a price: the addition contrast beside it, the where-claims still on (the task has an easy level)
+    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--out", str(tmp_path / "free")])
+    free = metrics(tmp_path / "free")
+    assert "contrast" in free["seeds"][0] and "control" not in free["seeds"][0]
+    sampled = [free["seeds"][0][k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
+    assert free["seeds"][0]["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
+    assert "RL lowers the sampled verify rate where it is easy" in free["claims"]
+    assert "accuracy no more than 0.03 below the same run without the price" not in free["claims"]
 
 
 @pytest.mark.slow

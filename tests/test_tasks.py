@@ -120,10 +120,10 @@ def test_a_new_task_runs_in_chapter_3s_script(times, tmp_path):
 # ------------------------------------------------------------- the registry
 
 
-def test_the_registry_names_the_three_tasks_and_refuses_what_they_lack():
-    assert set(TASKS) == {"arithmetic", "countdown", "addcheck"}
+def test_the_registry_names_the_four_tasks_and_refuses_what_they_lack():
+    assert set(TASKS) == {"arithmetic", "countdown", "countdown_easy", "addcheck"}
     assert make_task("arithmetic", digits=(1, 2)).levels == ("1", "2")
-    with pytest.raises(ValueError, match="unknown task 'chess'; tasks are addcheck, arithmetic, countdown"):
+    with pytest.raises(ValueError, match="unknown task 'chess'; tasks are addcheck, arithmetic, countdown, countdown_easy"):
         make_task("chess")
     with pytest.raises(ValueError, match="task 'countdown' takes no option 'digits'"):
         make_task("countdown", digits=(1,))
