@@ -328,7 +328,7 @@ def print_table(r: dict) -> None:
     for k in KEYS:
         print(f"  {k:<26}{fmt(r['before'][k]):>9}{fmt(r['after'][k]):>10}   |          "
               f"{fmt(r['before_sampled'][k]):>7}{fmt(r['after_sampled'][k]):>8}")
-    print("  by difficulty (how many candidates solve it), greedy: accuracy / tries / length / checks")
+    print("  by difficulty (how many candidates solve it; \"sum\": two numbers), greedy: accuracy / tries / length / checks")
     for lv in r["before"]["by_difficulty"]:
         b, a = r["before"]["by_difficulty"].get(lv), r["after"]["by_difficulty"].get(lv)
         if b and a:
