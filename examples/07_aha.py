@@ -18,8 +18,8 @@
    where the worked trace is already reliable, under the same recipe (100 steps),
    in a second process beside 1-4 (--no-alongside: after them; the same figures). With --mixed,
    one base and one RL run on both tasks instead (tasks/mixed.py); with a price on tokens in
-   --reward (length, alp), the same run without it (the control). --task countdown_easy adds
-   obvious sums, and claims that the search stays where it is hard and goes where it is easy.
+   --reward (length, alp), or --task countdown_easy (obvious sums added), the control: the same
+   run without the price, or Countdown-lite alone; then the search should stay where it is hard.
 
 The claims are data (CLAIMS), checked on every seed; every seed's figures: README chapter 7;
 the variants tried: docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run?
@@ -88,13 +88,17 @@ WHERE_CLAIMS = [
     Claim("after RL, length where it is easy <= 0.6x where it is hard", "length_easy_over_hard", "<=", 0.6),
     Claim("RL lowers the sampled verify rate where it is easy", "easy_sampled_verify_change", "<", 0.0),
 ]
-# a price on tokens in --reward (length, alp): the same run without it beside it, the control
+# The control, beside the run in the second process: the same run without the mechanism. With a price on
+# tokens in --reward (length, alp), without the price; for countdown_easy, Countdown-lite alone (no easy
+# level). Accuracy is compared on the held-out problems both ran (countdown_easy's three-number ones are
+# the first 90 of Countdown-lite's 120).
 CONTROL_HEADLINE = ["control.after.accuracy", "accuracy_minus_control", "control_verify_hard_minus_easy"]
-CONTROL_CLAIMS = [Claim("accuracy no more than 0.03 below the same run without the price", "accuracy_minus_control",
-                        ">=", -0.03)]
+CONTROL_CLAIMS = [Claim("accuracy no more than 0.03 below the control, on the problems both held out",
+                        "accuracy_minus_control", ">=", -0.03)]
 PRICES = ("length", "alp")  # the rewards that put a price on tokens
-# a quarter of countdown_easy's corpus is sums: its three-number problems get Countdown-lite's pretraining steps
-PRETRAIN_STEPS = {"countdown_easy": (1070, 400)}
+# a quarter of countdown_easy's problems are sums: its three-number ones get Countdown-lite's budget
+BUDGET = {"countdown": dict(search_steps=800, mix_steps=300, grpo_steps=30),
+          "countdown_easy": dict(search_steps=1070, mix_steps=400, grpo_steps=40)}
 # --mixed: one policy, both tasks
 MIXED_HEADLINE = ["mixed.greedy.countdown.check_rate.after", "mixed.greedy.addcheck.check_rate.after",
                   "mixed.sampled.addcheck.check_rate.before", "mixed.sampled.addcheck.check_rate.after",
@@ -288,25 +292,37 @@ def run_mixed(args, seed: int, progress: bool | None = None) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def run_control(args, seed: int, progress: bool | None = None) -> dict:
-    """7. (a price in --reward) the same run without the price: the accuracy the price is measured against."""
-    reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name not in PRICES)
-    r = run_search(argparse.Namespace(**{**vars(args), "reward": reward}), seed)
-    keep = ("accuracy", "verify_rate", "mean_length", "by_difficulty")
-    return {"reward": reward, "before": {"accuracy": r["before"]["accuracy"]}, "seconds": r["seconds"]["countdown"],
-            "after": {k: r["after"][k] for k in keep}, "after_sampled": {k: r["after_sampled"][k] for k in keep}}
-
-
 def priced(args) -> bool:
     return any(name in PRICES for name, _ in parse_spec(args.reward))
 
 
+def control_args(args) -> tuple[argparse.Namespace, str]:
+    """The control's flags, and what it leaves out: the price, or else the easy level."""
+    if priced(args):
+        reward = ",".join(f"{name}:{w:g}" for name, w in parse_spec(args.reward) if name not in PRICES)
+        return argparse.Namespace(**{**vars(args), "reward": reward}), f"without the price ({reward})"
+    budget = {k: v for k, v in BUDGET["countdown"].items() if k in args.from_budget}  # a flag's value stays
+    return argparse.Namespace(**{**vars(args), "task": "countdown", **budget}), "Countdown-lite alone"
+
+
+def run_control(args, seed: int, progress: bool | None = None) -> dict:
+    """7. the same run without the mechanism (control_args): the accuracy the mechanism is measured against."""
+    cargs, what = control_args(args)
+    r = run_search(cargs, seed)
+    keep = ("accuracy", "verify_rate", "mean_length", "by_difficulty")
+    return {"what": what, "reward": cargs.reward, "task": cargs.task, "seconds": r["seconds"]["countdown"],
+            "before": {"accuracy": r["before"]["accuracy"]}, "after": {k: r["after"][k] for k in keep},
+            "after_sampled": {k: r["after_sampled"][k] for k in keep},
+            "after_by_prompt": {row["prompt"]: row["after_accuracy"] for row in r["completions"]}}
+
+
 def second_run(args):
     """The run beside the search task and the key of its figures: the addition contrast; with --mixed the
-    one policy on both tasks; with a price in --reward the same run without it (the control)."""
+    one policy on both tasks; with a price in --reward, or a task with an easy level, the control."""
     if args.mixed:
         return "mixed", run_mixed
-    return ("control", run_control) if priced(args) else ("contrast", run_contrast)
+    control = priced(args) or hasattr(TASKS[args.task], "where_levels")
+    return ("control", run_control) if control else ("contrast", run_contrast)
 
 
 def contrast_alongside(args, seed: int) -> dict:
@@ -391,9 +407,11 @@ def derived(r: dict) -> dict:
         where |= {"verify_hard_minus_easy": hard["verify_rate"] - easy["verify_rate"],
                   "length_easy_over_hard": easy["mean_length"] / hard["mean_length"],
                   "easy_sampled_verify_change": sampled[1] - sampled[0]}
-    if "control" in r:  # the same run without the price
-        c = r["control"]["after"]
-        where["accuracy_minus_control"] = a["accuracy"] - c["accuracy"]
+    if "control" in r:  # the same run without the mechanism, on the held-out problems both ran
+        c, theirs = r["control"]["after"], r["control"]["after_by_prompt"]
+        ours = {row["prompt"]: row["after_accuracy"] for row in r["completions"] if row["prompt"] in theirs}
+        where["control_shared_problems"] = len(ours)
+        where["accuracy_minus_control"] = (sum(ours.values()) - sum(theirs[q] for q in ours)) / len(ours)
         ch, ce = (c["by_difficulty"].get(lv) for lv in r["where_levels"])
         if ch and ce:
             where["control_verify_hard_minus_easy"] = ch["verify_rate"] - ce["verify_rate"]
@@ -431,8 +449,10 @@ def report(args, seed: int, r: dict) -> None:
                   f" ({smp['after']:.3f});  accuracy {g['accuracy']['before']:.3f} -> {g['accuracy']['after']:.3f}")
     if "control" in r:
         c = r["control"]
-        print(f"\n  control, the same run without the price ({c['reward']}; {c['seconds']:.0f}s): greedy accuracy "
-              f"{c['before']['accuracy']:.3f} -> {c['after']['accuracy']:.3f}, verify rate {c['after']['verify_rate']:.3f}")
+        print(f"\n  control, {c['what']} ({c['seconds']:.0f}s): greedy accuracy {c['before']['accuracy']:.3f} -> "
+              f"{c['after']['accuracy']:.3f}, verify rate {c['after']['verify_rate']:.3f}; on the "
+              f"{r['control_shared_problems']} problems both held out, this run minus the control "
+              f"{r['accuracy_minus_control']:+.3f}")
     if "contrast" in r:
         c = r["contrast"]
         print(f"\n  contrast, addition with optional checks: sampled check rate {c['check_rate']['before']:.3f} -> "
@@ -463,7 +483,7 @@ def main(argv=None):
     ap.add_argument("--pretrain-lr", type=number(0, 1, low_open=True), default=1e-2, help="pretraining peak lr")
     ap.add_argument("--batch", type=at_least(1), default=32, help="pretraining sequences per step")
     ap.add_argument("--pretrain-problems", type=at_least(1), default=20000, help="problems drawn for each base corpus")
-    ap.add_argument("--grpo-steps", type=at_least(1), default=30, help="GRPO steps (Countdown)")
+    ap.add_argument("--grpo-steps", type=at_least(1), default=None, help="GRPO steps (default 30, countdown_easy 40)")
     ap.add_argument("--prompts", type=at_least(1), default=16, help="prompts per GRPO step")
     ap.add_argument("--group", type=at_least(2), default=8, help="completions per prompt (G)")
     ap.add_argument("--lr", type=number(0, 1, low_open=True), default=5e-4, help="GRPO learning rate")
@@ -507,9 +527,9 @@ def main(argv=None):
             setattr(args, k, v)
     if args.where is None:
         args.where = hasattr(TASKS[args.task], "where_levels") or "alp" in dict(parse_spec(args.reward))
-    steps = PRETRAIN_STEPS.get(args.task, (800, 300))
-    args.search_steps = steps[0] if args.search_steps is None else args.search_steps
-    args.mix_steps = steps[1] if args.mix_steps is None else args.mix_steps
+    args.from_budget = [k for k in BUDGET["countdown"] if getattr(args, k) is None]
+    for k in args.from_budget:  # the task's budget, unless a flag (or --quick) set it
+        setattr(args, k, BUDGET.get(args.task, BUDGET["countdown"])[k])
     try:  # a reward either task lacks is named before any work
         resolve(args.reward, search_task(args))
         if args.mixed:

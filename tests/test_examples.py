@@ -1,6 +1,7 @@
 """End-to-end: every example and benchmark runs in a quick setting and writes the
 metrics.json keys its issue names. Slow (they train), so marked; CI still runs them."""
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -343,6 +344,18 @@ def test_07_mixed_policy_and_the_price_by_difficulty(tmp_path):
     assert "after RL, verify rate where it is hard minus where it is easy >= 0.4" in m["claims"]
 
 
+def test_07_control_leaves_out_the_mechanism_and_keeps_the_flags():
+    aha = load_script("examples/07_aha.py")
+    args = argparse.Namespace(task="countdown_easy", reward="accuracy:1,format:0.5", search_steps=1070, mix_steps=400,
+                              grpo_steps=40, from_budget=["search_steps", "grpo_steps"])
+    lite, what = aha.control_args(args)  # no price: Countdown-lite on its own budget, but --mix-steps 400 was a flag
+    assert (lite.task, lite.search_steps, lite.mix_steps, lite.grpo_steps, what) == ("countdown", 800, 400, 30,
+                                                                                     "Countdown-lite alone")
+    priced, what = aha.control_args(argparse.Namespace(**{**vars(args), "reward": "accuracy:1,alp:0.001,format:0.5"}))
+    assert (priced.task, priced.reward, priced.search_steps) == ("countdown_easy", "accuracy:1,format:0.5", 1070)
+    assert what == "without the price (accuracy:1,format:0.5)" and args.task == "countdown_easy"  # not changed
+
+
 @pytest.mark.slow
 def test_07_easy_level_and_the_control_without_the_price(tmp_path):
     run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--reward",
@@ -357,15 +370,24 @@ def test_07_easy_level_and_the_control_without_the_price(tmp_path):
     assert control["reward"] == "accuracy:1,format:0.5" and "contrast" not in seed
     assert control["before"]["accuracy"] == seed["before"]["accuracy"]
     assert seed["accuracy_minus_control"] == pytest.approx(seed["after"]["accuracy"] - control["after"]["accuracy"])
-    assert "accuracy no more than 0.03 below the same run without the price" in metrics(tmp_path)["claims"]
-    # without a price: the addition contrast beside it, the where-claims still on (the task has an easy level)
+    assert control["what"] == "without the price (accuracy:1,format:0.5)" and seed["control_shared_problems"] == 12
+    # without a price the control is Countdown-lite alone, compared on the three-number problems both held out
+    # (countdown_easy's are the first 9 of Countdown-lite's 12 in --quick)
     run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--out", str(tmp_path / "free")])
     free = metrics(tmp_path / "free")
-    assert "contrast" in free["seeds"][0] and "control" not in free["seeds"][0]
-    sampled = [free["seeds"][0][k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
-    assert free["seeds"][0]["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
-    assert "RL lowers the sampled verify rate where it is easy" in free["claims"]
-    assert "accuracy no more than 0.03 below the same run without the price" not in free["claims"]
+    seed = free["seeds"][0]
+    assert seed["control"]["task"] == "countdown" and seed["control"]["what"] == "Countdown-lite alone"
+    assert "contrast" not in seed and seed["control_shared_problems"] == 9
+    rows = [json.loads(line) for line in (tmp_path / "free" / "completions.jsonl").read_text().splitlines()]
+    ours = [r for r in rows if r["difficulty"] != "sum"]
+    theirs = seed["control"]["after_by_prompt"]
+    assert list(theirs)[:9] == [r["prompt"] for r in ours]
+    assert seed["accuracy_minus_control"] == pytest.approx(sum(r["after_accuracy"] for r in ours) / 9
+                                                           - sum(theirs[r["prompt"]] for r in ours) / 9)
+    sampled = [seed[k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
+    assert seed["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
+    assert {"RL lowers the sampled verify rate where it is easy",
+            "accuracy no more than 0.03 below the control, on the problems both held out"} <= set(free["claims"])
 
 
 @pytest.mark.slow
