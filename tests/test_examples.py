@@ -4,6 +4,7 @@ metrics.json keys its issue names. Slow (they train), so marked; CI still runs t
 import argparse
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -347,9 +348,9 @@ def test_07_mixed_policy_and_the_price_by_difficulty(tmp_path):
 def test_07_control_leaves_out_the_mechanism_and_keeps_the_flags():
     aha = load_script("examples/07_aha.py")
     args = argparse.Namespace(task="countdown_easy", reward="accuracy:1,format:0.5", search_steps=1070, mix_steps=400,
-                              grpo_steps=40, from_budget=["search_steps", "grpo_steps"])
-    lite, what = aha.control_args(args)  # no price: Countdown-lite on its own budget, but --mix-steps 400 was a flag
-    assert (lite.task, lite.search_steps, lite.mix_steps, lite.grpo_steps, what) == ("countdown", 800, 400, 30,
+                              grpo_steps=50, from_budget=["search_steps"])
+    lite, what = aha.control_args(args)  # no price: Countdown-lite on its own budget, but for the flags given
+    assert (lite.task, lite.search_steps, lite.mix_steps, lite.grpo_steps, what) == ("countdown", 800, 400, 50,
                                                                                      "Countdown-lite alone")
     priced, what = aha.control_args(argparse.Namespace(**{**vars(args), "reward": "accuracy:1,alp:0.001,format:0.5"}))
     assert (priced.task, priced.reward, priced.search_steps) == ("countdown_easy", "accuracy:1,format:0.5", 1070)
@@ -378,6 +379,7 @@ def test_07_easy_level_and_the_control_without_the_price(tmp_path):
     seed = free["seeds"][0]
     assert seed["control"]["task"] == "countdown" and seed["control"]["what"] == "Countdown-lite alone"
     assert "contrast" not in seed and seed["control_shared_problems"] == 9
+    assert seed["control_verify_hard_minus_easy"] is None or math.isnan(seed["control_verify_hard_minus_easy"])
     rows = [json.loads(line) for line in (tmp_path / "free" / "completions.jsonl").read_text().splitlines()]
     ours = [r for r in rows if r["difficulty"] != "sum"]
     theirs = seed["control"]["after_by_prompt"]
