@@ -357,21 +357,31 @@ def test_07_control_leaves_out_the_mechanism_and_keeps_the_flags():
     assert what == "without the price (accuracy:1,format:0.5)" and args.task == "countdown_easy"  # not changed
 
 
+def test_07_derived_reads_the_levels_and_the_control_on_the_shared_problems():
+    aha = load_script("examples/07_aha.py")
+
+    def level(verify, length, tries=1.0):
+        return {"verify_rate": verify, "mean_length": length, "accuracy": 0.5, "mean_tries": tries}
+
+    after = {"accuracy": 0.75, "first_try_accuracy": 0.5, "backtrack_if_first_wrong": 1.0, "backtrack_if_first_right": 0.0,
+             "by_difficulty": {"sum": level(0.0, 11.0), "1": level(1.0, 80.0, 4.0), "3+": level(0.5, 40.0, 2.0)}}
+    rows = [{"prompt": q, "after_accuracy": acc} for q, acc in (("a", 1.0), ("b", 0.0), ("c", 1.0), ("s", 1.0))]
+    control = {"after": {"accuracy": 0.9, "by_difficulty": {"1": level(1.0, 80.0), "3+": level(1.0, 40.0)}},
+               "after_by_prompt": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}}
+    r = {"after": after, "before": {**after, "accuracy": 0.5}, "where_levels": ["1", "sum"], "control": control,
+         "before_sampled": {"by_difficulty": {"sum": {"verify_rate": 0.4}}}, "completions": rows,
+         "after_sampled": {"by_difficulty": {"sum": {"verify_rate": 0.1}}}}
+    d = aha.derived(r)
+    assert d["verify_hard_minus_easy"] == 1.0 and d["length_easy_over_hard"] == pytest.approx(11 / 80)
+    assert d["easy_sampled_verify_change"] == pytest.approx(-0.3) and d["verify_scarce_minus_plenty"] == 0.5
+    # the problems both held out are a, b, c: this run 2 of 3 right, the control 3 of 3
+    assert d["control_shared_problems"] == 3 and d["accuracy_minus_control"] == pytest.approx(2 / 3 - 1)
+    assert math.isnan(d["control_verify_hard_minus_easy"])  # the control has no easy level
+    assert d["gain"] == 0.25 and d["tries_scarce_minus_plenty"] == 2.0
+
+
 @pytest.mark.slow
-def test_07_easy_level_and_the_control_without_the_price(tmp_path):
-    run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--reward",
-                                      "accuracy:1,format:0.5,alp:0.003", "--out", str(tmp_path)])
-    seed = metrics(tmp_path)["seeds"][0]
-    assert seed["where_levels"] == ["1", "sum"] and set(seed["by_difficulty"]) == {"sum", "1", "2", "3+"}
-    hard, easy = seed["after"]["by_difficulty"]["1"], seed["after"]["by_difficulty"]["sum"]
-    assert seed["verify_hard_minus_easy"] == pytest.approx(hard["verify_rate"] - easy["verify_rate"])
-    assert seed["length_easy_over_hard"] == pytest.approx(easy["mean_length"] / hard["mean_length"])
-    # the control ran beside it without alp, from the same base (same seed: the same greedy accuracy before)
-    control = seed["control"]
-    assert control["reward"] == "accuracy:1,format:0.5" and "contrast" not in seed
-    assert control["before"]["accuracy"] == seed["before"]["accuracy"]
-    assert seed["accuracy_minus_control"] == pytest.approx(seed["after"]["accuracy"] - control["after"]["accuracy"])
-    assert control["what"] == "without the price (accuracy:1,format:0.5)" and seed["control_shared_problems"] == 12
+def test_07_easy_level_with_countdown_lite_as_the_control(tmp_path):
     # without a price the control is Countdown-lite alone, compared on the three-number problems both held out
     # (countdown_easy's are the first 9 of Countdown-lite's 12 in --quick)
     run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--out", str(tmp_path / "free")])
@@ -379,6 +389,7 @@ def test_07_easy_level_and_the_control_without_the_price(tmp_path):
     seed = free["seeds"][0]
     assert seed["control"]["task"] == "countdown" and seed["control"]["what"] == "Countdown-lite alone"
     assert "contrast" not in seed and seed["control_shared_problems"] == 9
+    assert seed["where_levels"] == ["1", "sum"] and set(seed["by_difficulty"]) == {"sum", "1", "2", "3+"}
     assert seed["control_verify_hard_minus_easy"] is None or math.isnan(seed["control_verify_hard_minus_easy"])
     rows = [json.loads(line) for line in (tmp_path / "free" / "completions.jsonl").read_text().splitlines()]
     ours = [r for r in rows if r["difficulty"] != "sum"]
