@@ -1,8 +1,10 @@
 """Countdown-lite with an easy level: two numbers whose sum is the target, which a glance solves.
 
-Within Countdown-lite a one-pass guess is about as unreliable where many candidates
-solve the problem as where one does (docs/lab/29_where_it_pays.md), so no price on
-tokens can teach "search only where it is hard" there: the search pays everywhere.
+R1-Zero learned to spend more thinking on harder problems (R1 paper, section 2.2.4) from
+r = accuracy + 0.5 x format alone. Within Countdown-lite a one-pass guess is about as
+unreliable where many candidates solve the problem as where one does
+(docs/lab/29_where_it_pays.md), so no price on tokens can teach "search only where it
+is hard" there: the search pays everywhere.
 This task adds a level where a guess is as good as a search, the obvious sum:
 
     prompt      <bos>8,7 to 15:
@@ -15,10 +17,8 @@ no head, since there is no outer operation to undo. Problems come in four levels
 visited in turn: "sum" (two numbers), then Countdown-lite's "1", "2", "3+" (how many
 candidates solve a three-number problem). The 81 sums are split by Countdown-lite's
 stable hash with a larger held-out share (PAIR_SPLITS: 34 pretraining, 12 RL, 35 held
-out). (Two numbers with any of + - x, targets 1-9, were tried first: the base guessed
-them right 0.70 of the time, so the search paid there too; lab note, section 7.)
-Chapter 7 runs it with `--task countdown_easy`: does a price that knows the difficulty
-(ALP) keep the search where it is hard and drop it where it is easy?
+out). Chapter 7 runs it with `--task countdown_easy`: does RL keep the search where it
+is hard (one candidate solves it) and drop it where a glance suffices (the sums)?
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from toyds.tasks import countdown_reading as reading
-from toyds.tasks.countdown import MAX_NUMBER, OPS1, CountdownLite
+from toyds.tasks.countdown import MAX_NUMBER, OPS1, Countdown, CountdownLite
 from toyds.tasks.countdown_reading import LEVELS, apply
 
 EASY = "sum"  # the level name of a two-number problem
@@ -38,18 +38,9 @@ PAIR_SPLITS = {"test": (0, 40), "rl": (40, 60), "pretrain": (60, 100)}  # shares
 
 
 @dataclass(frozen=True)
-class Pair:
-    """A two-number problem: combine both numbers, each once, with one of + - x (the target is their sum)."""
-
-    numbers: tuple[int, int]  # in prompt order
-    target: int
-
-    @property
-    def text(self) -> str:
-        return f"{self.numbers[0]},{self.numbers[1]} to {self.target}"
-
-    def prompt(self) -> str:
-        return f"<bos>{self.text}:"
+class Pair(Countdown):
+    """A two-number problem: combine both numbers, each once, with one of + - x (the target is their sum).
+    Its text, prompt and reward columns are Countdown-lite's; its candidates and level are its own."""
 
     def tries(self) -> list[tuple[str, int]]:
         """(expression, value) of x+y, x-y, xxy with x the larger number (a difference stays >= 0)."""
@@ -62,9 +53,6 @@ class Pair:
     @property
     def difficulty(self) -> str:
         return EASY
-
-    def columns(self) -> dict:
-        return {"numbers": self.numbers, "target": self.target}
 
 
 def all_pairs(split: str) -> list[Pair]:
