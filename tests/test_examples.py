@@ -3,11 +3,15 @@ metrics.json keys its issue names. Slow (they train), so marked; CI still runs t
 
 import argparse
 import importlib.util
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
+
+from toyds.tasks.countdown import Countdown, family, sample_problems, split_of
+from toyds.tasks.registry import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -357,7 +361,7 @@ def test_07_control_leaves_out_the_mechanism_and_keeps_the_flags():
     assert what == "without the price (accuracy:1,format:0.5)" and args.task == "countdown_easy"  # not changed
 
 
-def test_07_derived_reads_the_levels_and_the_control_on_the_shared_problems():
+def test_07_derived_reads_the_levels_and_the_control_on_the_same_problems():
     aha = load_script("examples/07_aha.py")
 
     def level(verify, length, tries=1.0):
@@ -365,42 +369,58 @@ def test_07_derived_reads_the_levels_and_the_control_on_the_shared_problems():
 
     after = {"accuracy": 0.75, "first_try_accuracy": 0.5, "backtrack_if_first_wrong": 1.0, "backtrack_if_first_right": 0.0,
              "by_difficulty": {"sum": level(0.0, 11.0), "1": level(1.0, 80.0, 4.0), "3+": level(0.5, 40.0, 2.0)}}
-    rows = [{"prompt": q, "after_accuracy": acc} for q, acc in (("a", 1.0), ("b", 0.0), ("c", 1.0), ("s", 1.0))]
+    ours = [{"prompt": q, "after_accuracy": acc} for q, acc in (("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 1.0))]
     control = {"after": {"accuracy": 0.9, "by_difficulty": {"1": level(1.0, 80.0), "3+": level(1.0, 40.0)}},
-               "after_by_prompt": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}}
+               "compared": [{"prompt": q, "after_accuracy": 1.0} for q in "abcd"], "compared_accuracy": 1.0}
     r = {"after": after, "before": {**after, "accuracy": 0.5}, "where_levels": ["1", "sum"], "control": control,
-         "before_sampled": {"by_difficulty": {"sum": {"verify_rate": 0.4}}}, "completions": rows,
+         "before_sampled": {"by_difficulty": {"sum": {"verify_rate": 0.4}}}, "compared": ours,
          "after_sampled": {"by_difficulty": {"sum": {"verify_rate": 0.1}}}}
     d = aha.derived(r)
     assert d["verify_hard_minus_easy"] == 1.0 and d["length_easy_over_hard"] == pytest.approx(11 / 80)
     assert d["easy_sampled_verify_change"] == pytest.approx(-0.3) and d["verify_scarce_minus_plenty"] == 0.5
-    # the problems both held out are a, b, c: this run 2 of 3 right, the control 3 of 3
-    assert d["control_shared_problems"] == 3 and d["accuracy_minus_control"] == pytest.approx(2 / 3 - 1)
+    # compared on a, b, c, d: this run 3 of 4 right, the control 4 of 4
+    assert d["compared_problems"] == 4 and d["accuracy_minus_control"] == pytest.approx(3 / 4 - 1)
     assert math.isnan(d["control_verify_hard_minus_easy"])  # the control has no easy level
     assert d["gain"] == 0.25 and d["tries_scarce_minus_plenty"] == 2.0
+    with pytest.raises(ValueError, match="different problems"):  # a known-bad pairing is refused
+        aha.derived({**r, "compared": ours[::-1]})
+
+
+def test_07_every_held_out_problem_is_every_test_problem():
+    aha = load_script("examples/07_aha.py")
+    every = aha.every_held_out()
+    # a plain enumeration: three numbers 1-9, every target 1-9 some candidate reaches, kept if held out
+    plain = {Countdown(n, t) for n in itertools.product(range(1, 10), repeat=3) for t in range(1, 10)
+             if split_of(Countdown(n, t)) == "test" and any(c.value == t for c in family(n))}
+    assert len(every) == len(set(every)) == len(plain) and set(every) == plain
+    assert sample_problems(120, "test", unique=True)[0] in plain and every == aha.every_held_out()
 
 
 @pytest.mark.slow
 def test_07_easy_level_with_countdown_lite_as_the_control(tmp_path):
-    # without a price the control is Countdown-lite alone, compared on the three-number problems both held out
-    # (countdown_easy's are the first 9 of Countdown-lite's 12 in --quick)
+    # without a price the control is Countdown-lite alone; after RL both are measured greedy on the same
+    # held-out Countdown-lite problems (the first 12 of every_held_out() in --quick)
     run_script("examples/07_aha.py", ["--quick", "--threads", "1", "--task", "countdown_easy", "--out", str(tmp_path / "free")])
     free = metrics(tmp_path / "free")
     seed = free["seeds"][0]
     assert seed["control"]["task"] == "countdown" and seed["control"]["what"] == "Countdown-lite alone"
-    assert "contrast" not in seed and seed["control_shared_problems"] == 9
+    assert "contrast" not in seed and seed["compared_problems"] == 12 and "compared" not in seed["control"]
     assert seed["where_levels"] == ["1", "sum"] and set(seed["by_difficulty"]) == {"sum", "1", "2", "3+"}
     assert seed["control_verify_hard_minus_easy"] is None or math.isnan(seed["control_verify_hard_minus_easy"])
-    rows = [json.loads(line) for line in (tmp_path / "free" / "completions.jsonl").read_text().splitlines()]
-    ours = [r for r in rows if r["difficulty"] != "sum"]
-    theirs = seed["control"]["after_by_prompt"]
-    assert list(theirs)[:9] == [r["prompt"] for r in ours]
-    assert seed["accuracy_minus_control"] == pytest.approx(sum(r["after_accuracy"] for r in ours) / 9
-                                                           - sum(theirs[r["prompt"]] for r in ours) / 9)
+    rows = [json.loads(line) for line in (tmp_path / "free" / "compared.jsonl").read_text().splitlines()]
+    aha = load_script("examples/07_aha.py")
+    assert [r["prompt"] for r in rows] == [p.prompt() for p in aha.every_held_out()[:12]]
+    lite, easy = make_task("countdown"), make_task("countdown_easy")
+    problems = {p.prompt(): p for p in aha.every_held_out()}
+    for r in rows:  # each accuracy read again from the completion by each task's own rule
+        assert r["after_accuracy"] == easy.accuracy(r["after"], problems[r["prompt"]])
+        assert r["control_accuracy"] == lite.accuracy(r["control"], problems[r["prompt"]])
+    assert seed["accuracy_minus_control"] == pytest.approx(sum(r["after_accuracy"] - r["control_accuracy"]
+                                                               for r in rows) / 12)
     sampled = [seed[k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
     assert seed["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
     assert {"RL lowers the sampled verify rate where it is easy",
-            "accuracy no more than 0.03 below the control, on the problems both held out"} <= set(free["claims"])
+            "accuracy no more than 0.03 below the control, on every held-out Countdown-lite problem"} <= set(free["claims"])
 
 
 @pytest.mark.slow
