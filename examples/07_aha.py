@@ -12,22 +12,22 @@
 2. The base is measured, greedy and sampled: accuracy, how often it checks and
    backtracks, whether its checks are right (precision of "ok", recall of wrong
    tries), the first try's accuracy, by difficulty (how many candidates solve it).
-3. GRPO with the --reward rules (R1-Zero's accuracy + 0.5 format) on problems the
-   base never saw. No trace is shown during RL. 4. The same measures after RL.
-5. The contrast (toyds/tasks/addcheck.py): addition with optional one-line checks,
-   where the worked trace is already reliable, under the same recipe (100 steps),
-   in a second process beside 1-4 (--no-alongside: after them; the same figures). With --mixed,
+3. GRPO with the --reward rules (R1-Zero's accuracy + 0.5 format) on problems the base never
+   saw; no trace is shown. 4. The same measures after RL. 5. The contrast (tasks/addcheck.py):
+   addition with optional one-line checks, where the worked trace is already reliable, under
+   the same recipe (100 steps), in a second process beside 1-4 (--no-alongside: after). With --mixed,
    one base and one RL run on both tasks instead (tasks/mixed.py); with a price on tokens in
    --reward (length, alp), or --task countdown_easy (obvious sums added), the control: the same
-   run without the price, or Countdown-lite alone; then the search should stay where it is hard.
+   run without the price, or Countdown-lite alone, both measured greedy after RL on every held-out
+   Countdown-lite problem; the search should stay where it is hard. With --where, also greedy on
+   problems harder than training (a two-digit target, "beyond").
 
-The claims are data (CLAIMS), checked on every seed; every seed's figures: README chapter 7;
-the variants tried: docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run?
-
-With --out DIR: DIR/metrics.json ("before", "after", "before_sampled", "after_sampled",
-"history", "contrast", "seconds"; "seeds", "summary", "claims"), DIR/completions.jsonl
-(every held-out prompt's greedy completion before and after RL, per seed) and
-DIR/aha_curves.png when matplotlib is installed.
+The claims (CLAIMS) are checked on every seed; figures: README chapter 7; variants tried:
+docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run? With --out DIR:
+DIR/metrics.json ("before", "after", "before_sampled", "after_sampled", "history", "contrast",
+"seconds"; "seeds", "summary", "claims"), DIR/completions.jsonl (every held-out prompt's greedy
+completion before and after RL, per seed), DIR/compared.jsonl (the run's and the control's, on
+the problems they are compared on) and DIR/aha_curves.png when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from toyds.train.supervised import TrainConfig, train_supervised
 
 KEYS = ("accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "verify_precision",
         "verify_recall", "first_try_accuracy", "backtrack_if_first_wrong", "backtrack_if_first_right")
+BEYOND_KEYS = ("accuracy", "verify_rate", "mean_tries", "mean_length", "by_difficulty")
 HISTORY_KEYS = ("step", "reward", "accuracy", "verify_rate", "backtrack_rate", "mean_tries", "mean_length", "kl")
 
 HEADLINE = ["before.accuracy", "after.accuracy", "gain", "before_sampled.verify_rate", "after.verify_rate",
@@ -87,6 +88,8 @@ CONTRAST_CLAIMS = [Claim("addition: RL lowers the sampled check rate", "contrast
 # candidate solves it) and "sum" (two numbers); Countdown-lite's "1" and "3+".
 WHERE_HEADLINE = ["verify_hard_minus_easy", "length_easy_over_hard", "easy_sampled_verify_change",
                   "verify_scarce_minus_plenty"]
+BEYOND_HEADLINE = ["beyond.before.accuracy", "beyond.after.accuracy", "beyond.after.verify_rate",
+                   "beyond.after.mean_length", "beyond_length_over_scarce"]
 WHERE_CLAIMS = [
     Claim("after RL, verify rate where it is hard minus where it is easy >= 0.4", "verify_hard_minus_easy", ">=", 0.4),
     Claim("after RL, length where it is easy <= 0.6x where it is hard", "length_easy_over_hard", "<=", 0.6),
@@ -173,6 +176,14 @@ def every_held_out() -> list[Countdown]:
     return sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode()))
 
 
+def beyond_training() -> list[Countdown]:
+    """Held-out problems harder than any in training: three numbers 1-9 and a two-digit target, 10-19
+    (training's are 1-9), in the order of a stable hash of the text."""
+    problems = [Countdown(n, t) for n in itertools.product(range(1, MAX_NUMBER + 1), repeat=3)
+                for t in sorted({c.value for c in family(n) if 10 <= c.value <= 19})]
+    return sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode()))
+
+
 def compared(model, task, args) -> list[dict]:
     """Greedy after RL on the first --compare-problems of every_held_out(): one row per problem."""
     problems = every_held_out()[:args.compare_problems]
@@ -215,15 +226,18 @@ def run_search(args, seed: int) -> dict:
                          eval_fn=held_out_greedy(task, test, args) if args.eval_every else None)
     t_rl = time.perf_counter() - t1
 
-    # 4. after
+    # 4. after; and greedy on problems harder than training, before and after (--beyond-problems)
     after, after_sampled, greedy_after = snapshot(policy, task, test, args, seed)
+    hard = beyond_training()[:args.beyond_problems]
+    beyond = {when: {k: v for k, v in greedy_measures(m, task, hard, args)[0].items() if k in BEYOND_KEYS}
+              for when, m in (("before", model), ("after", policy))} if hard else {}
     rows = [{"seed": seed, "prompt": p.prompt(), **{k: list(v) if isinstance(v, tuple) else v
                                                     for k, v in p.columns().items()},
              "difficulty": task.level(p), "before": b, "after": a,
              "before_accuracy": task.accuracy(b, p), "after_accuracy": task.accuracy(a, p)}
             for p, b, a in zip(test, greedy_before, greedy_after)]
     both = {"compared": compared(policy, task, args)} if args.compare else {}  # this run and its control
-    return {**both,
+    return {**both, **({"beyond": beyond} if beyond else {}),
         "where_levels": list(getattr(task, "where_levels", ("1", "3+"))),  # (hard, easy) for the --where claims
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
         "history": [{k: r.get(k) for k in HISTORY_KEYS} | {k: v for k, v in r.items() if k.startswith("eval_")}
@@ -439,6 +453,8 @@ def derived(r: dict) -> dict:
         where["accuracy_minus_control"] = where["compared_accuracy"] - r["control"]["compared_accuracy"]
         ch, ce = (c["by_difficulty"].get(lv) for lv in r["where_levels"])  # Countdown-lite has no easy level
         where["control_verify_hard_minus_easy"] = ch["verify_rate"] - ce["verify_rate"] if ch and ce else math.nan
+    if "beyond" in r and scarce:  # harder than training: does the search grow, or track the training levels?
+        where["beyond_length_over_scarce"] = r["beyond"]["after"]["mean_length"] / scarce["mean_length"]
     mixed = {"mixed_addition_check_change": r["mixed"]["sampled"]["addcheck"]["check_rate"]["after"]
              - r["mixed"]["sampled"]["addcheck"]["check_rate"]["before"]} if "mixed" in r else {}
     by_difficulty = {lv: {k: {"before": b["by_difficulty"][lv][k], "before_sampled":
@@ -471,6 +487,12 @@ def report(args, seed: int, r: dict) -> None:
             smp = r["mixed"]["sampled"][name]["check_rate"]
             print(f"    {name:<10} {g['check_rate']['before']:.3f} ({smp['before']:.3f}) -> {g['check_rate']['after']:.3f}"
                   f" ({smp['after']:.3f});  accuracy {g['accuracy']['before']:.3f} -> {g['accuracy']['after']:.3f}")
+    if "beyond" in r:
+        b, a = r["beyond"]["before"], r["beyond"]["after"]
+        print(f"\n  harder than training (a two-digit target), greedy, base -> after RL: accuracy {b['accuracy']:.3f} -> "
+              f"{a['accuracy']:.3f}, verify rate {b['verify_rate']:.2f} -> {a['verify_rate']:.2f}, length "
+              f"{b['mean_length']:.1f} -> {a['mean_length']:.1f} ({r.get('beyond_length_over_scarce', math.nan):.2f}x where one "
+              f"candidate solves a one-digit target)")
     if "control" in r:
         c = r["control"]
         print(f"\n  control, {c['what']} ({c['seconds']:.0f}s): greedy accuracy {c['before']['accuracy']:.3f} -> "
@@ -486,7 +508,7 @@ def report(args, seed: int, r: dict) -> None:
 
 QUICK = dict(search_steps=60, mix_steps=30, contrast_pretrain_steps=40, grpo_steps=3, contrast_grpo_steps=3,
              mixed_search_steps=40, mixed_mix_steps=20, mixed_grpo_steps=2,
-             prompts=4, group=4, eval_problems=12, compare_problems=12, samples=1, pretrain_problems=2000, rl_problems=200, show=1)
+             prompts=4, group=4, eval_problems=12, compare_problems=12, beyond_problems=6, samples=1, pretrain_problems=2000, rl_problems=200, show=1)
 
 
 def main(argv=None):
@@ -525,6 +547,9 @@ def main(argv=None):
     ap.add_argument("--compare-problems", type=at_least(1), default=len(every_held_out()),
                     help="with a control: the run and the control are compared greedy on this many of the "
                          "held-out Countdown-lite problems (default: all)")
+    ap.add_argument("--beyond-problems", type=at_least(0), default=None,
+                    help="greedy, before and after RL, on this many held-out problems with a two-digit target, "
+                         "harder than training (default: 60 with --where, else 0)")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for the sampled rates")
     ap.add_argument("--no-contrast", action="store_true", help="skip the addition contrast run")
     ap.add_argument("--alongside", action=argparse.BooleanOptionalAction, default=True,
@@ -554,6 +579,8 @@ def main(argv=None):
             setattr(args, k, v)
     if args.where is None:
         args.where = hasattr(TASKS[args.task], "where_levels") or "alp" in dict(parse_spec(args.reward))
+    if args.beyond_problems is None:
+        args.beyond_problems = 60 if args.where else 0
     args.from_budget = [k for k in BUDGET["countdown"] if getattr(args, k) is None]
     for k in args.from_budget:  # the task's budget, unless a flag (or --quick) set it
         setattr(args, k, BUDGET.get(args.task, BUDGET["countdown"])[k])
@@ -569,7 +596,7 @@ def main(argv=None):
     args.compare = key == "control"  # the run and its control measure every_held_out() after RL
     side = {"mixed": (MIXED_HEADLINE, MIXED_CLAIMS), "contrast": (CONTRAST_HEADLINE, CONTRAST_CLAIMS),
             "control": (CONTROL_HEADLINE, CONTROL_CLAIMS), None: ([], [])}[key]
-    headline = HEADLINE + side[0] + (WHERE_HEADLINE if args.where else [])
+    headline = HEADLINE + side[0] + (WHERE_HEADLINE if args.where else []) + (BEYOND_HEADLINE if args.beyond_problems else [])
     claims = CLAIMS + side[1] + (WHERE_CLAIMS if args.where else [])
     metrics = run_seeds(run, args, headline, claims)
 

@@ -394,6 +394,10 @@ def test_07_every_held_out_problem_is_every_test_problem():
              if split_of(Countdown(n, t)) == "test" and any(c.value == t for c in family(n))}
     assert len(every) == len(set(every)) == len(plain) and set(every) == plain
     assert sample_problems(120, "test", unique=True)[0] in plain and every == aha.every_held_out()
+    # harder than training: held out too, and every target two digits (training's are one digit)
+    beyond = aha.beyond_training()
+    assert beyond and all(split_of(p) == "test" and 10 <= p.target <= 19 and p.solutions() for p in beyond)
+    assert not set(beyond) & plain and len(set(beyond)) == len(beyond)
 
 
 @pytest.mark.slow
@@ -417,6 +421,10 @@ def test_07_easy_level_with_countdown_lite_as_the_control(tmp_path):
         assert r["control_accuracy"] == lite.accuracy(r["control"], problems[r["prompt"]])
     assert seed["accuracy_minus_control"] == pytest.approx(sum(r["after_accuracy"] - r["control_accuracy"]
                                                                for r in rows) / 12)
+    # --where measured 6 problems harder than training (--quick), before and after RL
+    assert set(seed["beyond"]) == {"before", "after"} and 0 <= seed["beyond"]["after"]["accuracy"] <= 1
+    assert seed["beyond_length_over_scarce"] == pytest.approx(
+        seed["beyond"]["after"]["mean_length"] / seed["after"]["by_difficulty"]["1"]["mean_length"])
     sampled = [seed[k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
     assert seed["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
     assert {"RL lowers the sampled verify rate where it is easy",

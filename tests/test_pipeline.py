@@ -144,7 +144,10 @@ def test_ctrl_c_or_sigterm_says_one_line_and_resume_goes_on(tmp_path, sig, code)
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "toyds.cli", "pipeline", "--quick", "--threads", "1", "--out", str(tmp_path)]
+    # --quick made smaller: this checks the signal and the resume, not what the models learn
+    small = ["--set", "sample_prompts=100", "--set", "student_steps=20",
+             "--set", "eval_per_level=4"]
+    cmd = [sys.executable, "-m", "toyds.cli", "pipeline", "--quick", *small, "--threads", "1", "--out", str(tmp_path)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's child
     while not (tmp_path / "stages" / "base.metrics.json").exists() and p.poll() is None:
@@ -156,8 +159,9 @@ def test_ctrl_c_or_sigterm_says_one_line_and_resume_goes_on(tmp_path, sig, code)
     assert err == (f"toyds pipeline: interrupted in stage r1_zero; the finished stages (base) are kept in "
                    f"{tmp_path / 'stages'}; rerun with --resume to go on\n")
     assert sorted(x.name for x in (tmp_path / "stages").iterdir()) == ["base.metrics.json", "base.pt"]  # no temp file
-    r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "base: resumed from checkpoint" in r.stdout
+    if sig == "SIGINT":  # SIGTERM left the same files; resuming from them once is enough
+        r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "base: resumed from checkpoint" in r.stdout
 
 
 def test_a_rerun_stage_reruns_every_later_stage(tmp_path):
