@@ -36,8 +36,8 @@ import argparse
 import contextlib
 import copy
 import dataclasses
-import json
 import itertools
+import json
 import math
 import multiprocessing
 import time
@@ -168,20 +168,22 @@ def snapshot(model, task, test, args, seed) -> tuple[dict, dict, list[str]]:
     return greedy, nan_for_none(measured), completions
 
 
-def every_held_out() -> list[Countdown]:
-    """Every held-out ('test' split) Countdown-lite problem, 381 of them, in the order of a stable hash of
-    the text (so a prefix mixes the levels): what a run and its control are compared on."""
+def held_out(targets: range) -> list[Countdown]:
+    """Every held-out ('test' split) problem of three numbers 1-9 with a target in `targets` that some
+    candidate reaches, in the order of a stable hash of the text (so a prefix mixes the levels)."""
     problems = [Countdown(n, t) for n in itertools.product(range(1, MAX_NUMBER + 1), repeat=3)
-                for t in sorted({c.value for c in family(n) if 1 <= c.value <= MAX_TARGET})]
+                for t in sorted({c.value for c in family(n) if c.value in targets})]
     return sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode()))
+
+
+def every_held_out() -> list[Countdown]:
+    """Every held-out Countdown-lite problem (381): what a run and its control are compared on."""
+    return held_out(range(1, MAX_TARGET + 1))
 
 
 def beyond_training() -> list[Countdown]:
-    """Held-out problems harder than any in training: three numbers 1-9 and a two-digit target, 10-19
-    (training's are 1-9), in the order of a stable hash of the text."""
-    problems = [Countdown(n, t) for n in itertools.product(range(1, MAX_NUMBER + 1), repeat=3)
-                for t in sorted({c.value for c in family(n) if 10 <= c.value <= 19})]
-    return sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode()))
+    """Held-out problems harder than any in training: a two-digit target, 10-19 (training's are 1-9)."""
+    return held_out(range(10, 20))
 
 
 def compared(model, task, args) -> list[dict]:
@@ -491,8 +493,8 @@ def report(args, seed: int, r: dict) -> None:
         b, a = r["beyond"]["before"], r["beyond"]["after"]
         print(f"\n  harder than training (a two-digit target), greedy, base -> after RL: accuracy {b['accuracy']:.3f} -> "
               f"{a['accuracy']:.3f}, verify rate {b['verify_rate']:.2f} -> {a['verify_rate']:.2f}, length "
-              f"{b['mean_length']:.1f} -> {a['mean_length']:.1f} ({r.get('beyond_length_over_scarce', math.nan):.2f}x where one "
-              f"candidate solves a one-digit target)")
+              f"{b['mean_length']:.1f} -> {a['mean_length']:.1f} "
+              f"({r.get('beyond_length_over_scarce', math.nan):.2f}x where one candidate solves a one-digit target)")
     if "control" in r:
         c = r["control"]
         print(f"\n  control, {c['what']} ({c['seconds']:.0f}s): greedy accuracy {c['before']['accuracy']:.3f} -> "
@@ -508,7 +510,8 @@ def report(args, seed: int, r: dict) -> None:
 
 QUICK = dict(search_steps=60, mix_steps=30, contrast_pretrain_steps=40, grpo_steps=3, contrast_grpo_steps=3,
              mixed_search_steps=40, mixed_mix_steps=20, mixed_grpo_steps=2,
-             prompts=4, group=4, eval_problems=12, compare_problems=12, beyond_problems=6, samples=1, pretrain_problems=2000, rl_problems=200, show=1)
+             prompts=4, group=4, eval_problems=12, compare_problems=12, beyond_problems=6, samples=1,
+             pretrain_problems=2000, rl_problems=200, show=1)
 
 
 def main(argv=None):
@@ -544,10 +547,10 @@ def main(argv=None):
                     help="also measure greedy on the held-out problems every this many RL steps (0: only before and after)")
     ap.add_argument("--rl-problems", type=at_least(1), default=2000, help="RL prompts drawn (from the 'rl' split)")
     ap.add_argument("--eval-problems", type=at_least(3), default=120, help="held-out problems, balanced by difficulty")
-    ap.add_argument("--compare-problems", type=at_least(1), default=len(every_held_out()),
+    ap.add_argument("--compare-problems", type=at_least(1, at_most=len(every_held_out())), default=len(every_held_out()),
                     help="with a control: the run and the control are compared greedy on this many of the "
                          "held-out Countdown-lite problems (default: all)")
-    ap.add_argument("--beyond-problems", type=at_least(0), default=None,
+    ap.add_argument("--beyond-problems", type=at_least(0, at_most=len(beyond_training())), default=None,
                     help="greedy, before and after RL, on this many held-out problems with a two-digit target, "
                          "harder than training (default: 60 with --where, else 0)")
     ap.add_argument("--samples", type=at_least(1), default=2, help="samples per problem for the sampled rates")
@@ -596,7 +599,8 @@ def main(argv=None):
     args.compare = key == "control"  # the run and its control measure every_held_out() after RL
     side = {"mixed": (MIXED_HEADLINE, MIXED_CLAIMS), "contrast": (CONTRAST_HEADLINE, CONTRAST_CLAIMS),
             "control": (CONTROL_HEADLINE, CONTROL_CLAIMS), None: ([], [])}[key]
-    headline = HEADLINE + side[0] + (WHERE_HEADLINE if args.where else []) + (BEYOND_HEADLINE if args.beyond_problems else [])
+    headline = (HEADLINE + side[0] + (WHERE_HEADLINE if args.where else [])
+                + (BEYOND_HEADLINE if args.beyond_problems else []))
     claims = CLAIMS + side[1] + (WHERE_CLAIMS if args.where else [])
     metrics = run_seeds(run, args, headline, claims)
 

@@ -228,6 +228,9 @@ def test_05_pipeline_quick_and_resume(tmp_path, capsys):
     ("examples/04_distillation.py", ["--student-preset", "huge"], "argument --student-preset: invalid choice: 'huge'"),
     ("examples/07_aha.py", ["--reward", "accuracy:1,length:inf"], "the weight of 'length' must be a finite number, got 'inf'"),
     ("examples/07_aha.py", ["--reward", "accuracy:1,price:0.1"], "unknown reward 'price' for task 'countdown'"),
+    ("examples/07_aha.py", ["--compare-problems", "382"],
+     "argument --compare-problems: must be an integer from 1 to 381, got '382'"),  # not clipped to 381
+    ("examples/07_aha.py", ["--beyond-problems", "-1"], "argument --beyond-problems: must be an integer from 0 to 407"),
     ("examples/10_grpo_family.py", ["--task", "countdown", "--eval-per-level", "60"],
      "could not find 180 distinct test problems at levels ('1', '2', '3+') (--eval-per-level 60"),
     ("examples/03_r1_zero.py", ["--task", "countdown", "--ops", "x"], "--ops is an option of the arithmetic tasks"),

@@ -26,16 +26,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Every flag's default in its help, and the script's docstring shown as written."""
 
 
-def at_least(low: int):
-    """An argparse type: an integer >= low, or an error naming the flag and the range."""
+def at_least(low: int, at_most: int | None = None):
+    """An argparse type: an integer >= low (and <= at_most), or an error naming the flag and the range."""
+    valid = f"an integer >= {low}" if at_most is None else f"an integer from {low} to {at_most}"
 
     def integer(text):
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        if value is None or value < low or (at_most is not None and value > at_most):
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {text!r}")
         return value
 
     return integer
