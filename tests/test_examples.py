@@ -33,7 +33,7 @@ def metrics(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_00_arithmetic(tmp_path):
-    run_script("examples/00_arithmetic.py", ["--preset", "tiny", "--steps", "40", "--digits", "1,2,3",
+    run_script("examples/00_arithmetic.py", ["--preset", "tiny", "--steps", "40", "--direct-steps", "40", "--digits", "1,2,3",
                                             "--eval-per-digit", "6", "--threads", "1", "--seeds", "2", "--jobs", "1",
                                             "--out", str(tmp_path)])
     m = metrics(tmp_path)
