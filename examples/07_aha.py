@@ -2,7 +2,7 @@
 
     python examples/07_aha.py --out runs/07                    # 1 seed: ~4 minutes on 2 cores
     python examples/07_aha.py --seeds 3 --out runs/07          # the README's table
-    python examples/07_aha.py --task countdown_easy --seeds 3   # search where it is hard, guess where easy
+    python examples/07_aha.py --task countdown_easy --seeds 5   # search where it is hard, guess where easy
 
 1. A base is pretrained on --task (Countdown-lite, toyds/tasks/countdown.py): direct
    guesses beside *search traces* that work back from the target, check each try
