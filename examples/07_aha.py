@@ -26,8 +26,8 @@ The claims (CLAIMS) are checked on every seed; figures: README chapter 7; varian
 docs/lab/07_aha.md and 29_where_it_pays.md. `--quick`: does it run? With --out DIR:
 DIR/metrics.json ("before", "after", "before_sampled", "after_sampled", "history", "contrast",
 "seconds"; "seeds", "summary", "claims"), DIR/completions.jsonl (every held-out prompt's greedy
-completion before and after RL, per seed), DIR/compared.jsonl (the run's and the control's, on
-the problems they are compared on) and DIR/aha_curves.png when matplotlib is installed.
+completion before and after RL, per seed; beyond.jsonl: the same harder than training),
+DIR/compared.jsonl (the run's and the control's) and DIR/aha_curves.png if matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -194,6 +194,15 @@ def compared(model, task, args) -> list[dict]:
             for p, c in zip(problems, outs)]
 
 
+def greedy_rows(task, problems, before: list[str], after: list[str], seed: int) -> list[dict]:
+    """One row per problem: its prompt and columns, level, greedy completions before and after RL, accuracies."""
+    return [{"seed": seed, "prompt": p.prompt(), **{k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in p.columns().items()},
+             "difficulty": task.level(p), "before": b, "after": a,
+             "before_accuracy": task.accuracy(b, p), "after_accuracy": task.accuracy(a, p)}
+            for p, b, a in zip(problems, before, after)]
+
+
 def held_out_greedy(task, test, args):
     """--eval-every: greedy on the held-out problems during RL (fit logs it as eval_*). Greedy decoding
     draws no random numbers, so watching changes nothing in the run it watches (tests/test_examples.py)."""
@@ -231,15 +240,14 @@ def run_search(args, seed: int) -> dict:
     # 4. after; and greedy on problems harder than training, before and after (--beyond-problems)
     after, after_sampled, greedy_after = snapshot(policy, task, test, args, seed)
     hard = beyond_training()[:args.beyond_problems]
-    beyond = {when: {k: v for k, v in greedy_measures(m, task, hard, args)[0].items() if k in BEYOND_KEYS}
-              for when, m in (("before", model), ("after", policy))} if hard else {}
-    rows = [{"seed": seed, "prompt": p.prompt(), **{k: list(v) if isinstance(v, tuple) else v
-                                                    for k, v in p.columns().items()},
-             "difficulty": task.level(p), "before": b, "after": a,
-             "before_accuracy": task.accuracy(b, p), "after_accuracy": task.accuracy(a, p)}
-            for p, b, a in zip(test, greedy_before, greedy_after)]
+    beyond, beyond_rows = {}, []
+    if hard:
+        (mb, cb), (ma, ca) = (greedy_measures(m, task, hard, args) for m in (model, policy))
+        beyond = {when: {k: v for k, v in m.items() if k in BEYOND_KEYS} for when, m in (("before", mb), ("after", ma))}
+        beyond_rows = greedy_rows(task, hard, cb, ca, seed)
+    rows = greedy_rows(task, test, greedy_before, greedy_after, seed)
     both = {"compared": compared(policy, task, args)} if args.compare else {}  # this run and its control
-    return {**both, **({"beyond": beyond} if beyond else {}),
+    return {**both, **({"beyond": beyond, "beyond_completions": beyond_rows} if beyond else {}),
         "where_levels": list(getattr(task, "where_levels", ("1", "3+"))),  # (hard, easy) for the --where claims
         "before": before, "after": after, "before_sampled": before_sampled, "after_sampled": after_sampled,
         "history": [{k: r.get(k) for k in HISTORY_KEYS} | {k: v for k, v in r.items() if k.startswith("eval_")}
@@ -495,6 +503,8 @@ def report(args, seed: int, r: dict) -> None:
               f"{a['accuracy']:.3f}, verify rate {b['verify_rate']:.2f} -> {a['verify_rate']:.2f}, length "
               f"{b['mean_length']:.1f} -> {a['mean_length']:.1f} "
               f"({r.get('beyond_length_over_scarce', math.nan):.2f}x where one candidate solves a one-digit target)")
+        for row in r["beyond_completions"][:min(2, args.show)]:
+            print(f"    RL    {row['prompt']}{row['after']}   accuracy {row['after_accuracy']:.0f}")
     if "control" in r:
         c = r["control"]
         print(f"\n  control, {c['what']} ({c['seconds']:.0f}s): greedy accuracy {c['before']['accuracy']:.3f} -> "
@@ -610,7 +620,8 @@ def main(argv=None):
     pairs = [{"seed": seed, **ours, "control": theirs["after"], "control_accuracy": theirs["after_accuracy"]}
              for seed, m in zip(metrics["seed_list"], metrics["seeds"]) if "compared" in m
              for ours, theirs in zip(m.pop("compared"), m["control"].pop("compared"))]
-    for k in ("completions", "compared"):
+    beyond_rows = [row for m in metrics["seeds"] for row in m.pop("beyond_completions", [])]
+    for k in ("completions", "compared", "beyond_completions"):
         metrics.pop(k, None)
     metrics.get("control", {}).pop("compared", None)
     picture = None
@@ -619,10 +630,11 @@ def main(argv=None):
         with open(args.out / "completions.jsonl", "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-        if pairs:
-            with open(args.out / "compared.jsonl", "w") as f:
-                for row in pairs:
-                    f.write(json.dumps(row) + "\n")
+        for name, extra in (("compared.jsonl", pairs), ("beyond.jsonl", beyond_rows)):
+            if extra:
+                with open(args.out / name, "w") as f:
+                    for row in extra:
+                        f.write(json.dumps(row) + "\n")
         histories = {args.task: metrics["history"]}
         if "contrast" in metrics:  # the addition run's check rate drawn as its verify rate
             histories["addition (checks)"] = [{**h, "verify_rate": h["check_rate"]} for h in metrics["contrast"]["history"]]

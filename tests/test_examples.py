@@ -428,6 +428,10 @@ def test_07_easy_level_with_countdown_lite_as_the_control(tmp_path):
     assert set(seed["beyond"]) == {"before", "after"} and 0 <= seed["beyond"]["after"]["accuracy"] <= 1
     assert seed["beyond_length_over_scarce"] == pytest.approx(
         seed["beyond"]["after"]["mean_length"] / seed["after"]["by_difficulty"]["1"]["mean_length"])
+    hard = [json.loads(line) for line in (tmp_path / "free" / "beyond.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in hard] == [p.prompt() for p in aha.beyond_training()[:6]]
+    assert seed["beyond"]["after"]["accuracy"] == pytest.approx(sum(r["after_accuracy"] for r in hard) / 6)
+    assert "beyond_completions" not in seed
     sampled = [seed[k]["by_difficulty"]["sum"]["verify_rate"] for k in ("before_sampled", "after_sampled")]
     assert seed["easy_sampled_verify_change"] == pytest.approx(sampled[1] - sampled[0])
     assert {"RL lowers the sampled verify rate where it is easy",
