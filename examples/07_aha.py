@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -168,20 +169,21 @@ def snapshot(model, task, test, args, seed) -> tuple[dict, dict, list[str]]:
     return greedy, nan_for_none(measured), completions
 
 
-def held_out(targets: range) -> list[Countdown]:
+@functools.cache  # the flags' limits, the run and its control all ask; enumerating takes ~0.1 s
+def held_out(targets: range) -> tuple[Countdown, ...]:
     """Every held-out ('test' split) problem of three numbers 1-9 with a target in `targets` that some
     candidate reaches, in the order of a stable hash of the text (so a prefix mixes the levels)."""
     problems = [Countdown(n, t) for n in itertools.product(range(1, MAX_NUMBER + 1), repeat=3)
                 for t in sorted({c.value for c in family(n) if c.value in targets})]
-    return sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode()))
+    return tuple(sorted((p for p in problems if split_of(p) == "test"), key=lambda p: zlib.crc32(p.text.encode())))
 
 
-def every_held_out() -> list[Countdown]:
+def every_held_out() -> tuple[Countdown, ...]:
     """Every held-out Countdown-lite problem (381): what a run and its control are compared on."""
     return held_out(range(1, MAX_TARGET + 1))
 
 
-def beyond_training() -> list[Countdown]:
+def beyond_training() -> tuple[Countdown, ...]:
     """Held-out problems harder than any in training: a two-digit target, 10-19 (training's are 1-9)."""
     return held_out(range(10, 20))
 
@@ -242,9 +244,11 @@ def run_search(args, seed: int) -> dict:
     hard = beyond_training()[:args.beyond_problems]
     beyond, beyond_rows = {}, []
     if hard:
-        (mb, cb), (ma, ca) = (greedy_measures(m, task, hard, args) for m in (model, policy))
-        beyond = {when: {k: v for k, v in m.items() if k in BEYOND_KEYS} for when, m in (("before", mb), ("after", ma))}
-        beyond_rows = greedy_rows(task, hard, cb, ca, seed)
+        measured_before, hard_before = greedy_measures(model, task, hard, args)
+        measured_after, hard_after = greedy_measures(policy, task, hard, args)
+        beyond = {when: {k: v for k, v in m.items() if k in BEYOND_KEYS}
+                  for when, m in (("before", measured_before), ("after", measured_after))}
+        beyond_rows = greedy_rows(task, hard, hard_before, hard_after, seed)
     rows = greedy_rows(task, test, greedy_before, greedy_after, seed)
     both = {"compared": compared(policy, task, args)} if args.compare else {}  # this run and its control
     return {**both, **({"beyond": beyond, "beyond_completions": beyond_rows} if beyond else {}),
@@ -621,9 +625,8 @@ def main(argv=None):
              for seed, m in zip(metrics["seed_list"], metrics["seeds"]) if "compared" in m
              for ours, theirs in zip(m.pop("compared"), m["control"].pop("compared"))]
     beyond_rows = [row for m in metrics["seeds"] for row in m.pop("beyond_completions", [])]
-    for k in ("completions", "compared", "beyond_completions"):
+    for k in ("completions", "compared", "beyond_completions"):  # the top level is seed 0's, copied
         metrics.pop(k, None)
-    metrics.get("control", {}).pop("compared", None)
     picture = None
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -412,6 +412,7 @@ def test_07_easy_level_with_countdown_lite_as_the_control(tmp_path):
     seed = free["seeds"][0]
     assert seed["control"]["task"] == "countdown" and seed["control"]["what"] == "Countdown-lite alone"
     assert "contrast" not in seed and seed["compared_problems"] == 12 and "compared" not in seed["control"]
+    assert "compared" not in free and "compared" not in free["control"] and "beyond_completions" not in free
     assert seed["where_levels"] == ["1", "sum"] and set(seed["by_difficulty"]) == {"sum", "1", "2", "3+"}
     assert seed["control_verify_hard_minus_easy"] is None or math.isnan(seed["control_verify_hard_minus_easy"])
     rows = [json.loads(line) for line in (tmp_path / "free" / "compared.jsonl").read_text().splitlines()]
